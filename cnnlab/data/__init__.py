@@ -1,0 +1,1 @@
+"""Data: sources (torchvision, local mirror, synthetic), the canonical on-disk format, segmentation."""

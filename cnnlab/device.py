@@ -1,0 +1,49 @@
+"""Device selection, thread settings and seeding, in one place."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+
+from cnnlab.errors import UserError
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    """``None``/``"auto"`` picks CUDA when available, else CPU; ``"cpu"``/``"cuda"``/``"cuda:1"`` force one."""
+    if requested in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(requested)
+    except RuntimeError:
+        raise UserError(f"--device {requested!r} is not a device: use auto, cpu or cuda[:N]") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {requested} asked for CUDA but no CUDA device is available: use --device cpu")
+    return device
+
+
+def configure_threads() -> int:
+    """Use every core the process may run on for intra-op work (CNNLAB_THREADS overrides)."""
+    wanted = os.environ.get("CNNLAB_THREADS")
+    try:
+        n = int(wanted) if wanted else len(os.sched_getaffinity(0))
+    except (ValueError, AttributeError):
+        n = os.cpu_count() or 1
+    n = max(1, n)
+    torch.set_num_threads(n)
+    return n
+
+
+def seed_everything(seed: int, deterministic: bool = True) -> torch.Generator:
+    """Seed python, numpy and torch; return a CPU generator for data order/augmentation."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    gen = torch.Generator()
+    gen.manual_seed(seed)
+    return gen

@@ -1,0 +1,27 @@
+"""User-facing errors.
+
+A :class:`UserError` is something the user can fix (a bad param, missing data, a checkpoint of the
+wrong architecture). Stages print it as one line, without a traceback, and exit with status 2.
+Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+
+class UserError(Exception):
+    """An error caused by input the user controls; the message says what is wrong and how to fix it."""
+
+
+def run_cli(main: Callable[[], object]) -> None:
+    """Run a stage's ``main`` and turn a :class:`UserError` into a one-line message and exit code 2."""
+    try:
+        main()
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        raise SystemExit(130) from None

@@ -1,0 +1,1 @@
+"""Model definitions: the CIFAR plain/residual family, the MNIST CNN and its FCN surgery."""

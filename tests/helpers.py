@@ -1,0 +1,41 @@
+"""Small builders shared by tests: fake mirrors in the official layouts."""
+
+from __future__ import annotations
+
+import tarfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from cnnlab.data.idx import write_idx
+from cnnlab.data.sources import CIFAR10_CLASSES, MNIST_FILES
+
+
+def make_mnist_mirror(root: Path, n_train: int = 60, n_test: int = 20, compress: bool = True, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    folder = root / "mnist"
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", n_train), ("test", n_test)):
+        images_name, labels_name = MNIST_FILES[split]
+        suffix = ".gz" if compress else ""
+        write_idx(folder / f"{images_name}{suffix}", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), compress)
+        write_idx(folder / f"{labels_name}{suffix}", (np.arange(n) % 10).astype(np.uint8), compress)
+    return root
+
+
+def make_cifar_mirror(root: Path, per_class: dict[str, int] | None = None, as_tar: bool = False, ext: str = ".png") -> Path:
+    per_class = per_class or {"train": 3, "test": 1}
+    rng = np.random.default_rng(0)
+    tree = root / "cifar10_tree" if as_tar else root / "cifar10"
+    for split, n in per_class.items():
+        for cls in CIFAR10_CLASSES:
+            d = tree / split / cls
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                cv2.imwrite(str(d / f"{i:04d}{ext}"), rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    if as_tar:
+        (root / "cifar10").mkdir(parents=True, exist_ok=True)
+        with tarfile.open(root / "cifar10" / "cifar10-jpg.tar.gz", "w:gz") as tar:
+            tar.add(tree, arcname="cifar10")
+    return root
