@@ -7,15 +7,16 @@ accessor defined here, so a bad value fails at start-up before any output is tou
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping, TypeVar
 
 import yaml
 
 from cnnlab.errors import UserError
 
 PARAMS_FILE = "params.yaml"
+ConfigT = TypeVar("ConfigT")
 _MISSING = object()
 
 
@@ -89,6 +90,30 @@ def integer_list(key: str, value: Any, minimum: int | None = None) -> list[int]:
     return [integer(f"{key}[{i}]", v, minimum) for i, v in enumerate(value)]
 
 
+def config_from_dict(cls: type[ConfigT], data: Any, what: str) -> ConfigT:
+    """Build the dataclass ``cls`` from ``data``; unknown or missing required keys are a :class:`UserError`.
+
+    ``what`` names the config in messages (e.g. ``"MNIST CNN config"``). Value checks are the
+    dataclass's own ``__post_init__``.
+    """
+    if not isinstance(data, Mapping):
+        raise UserError(f"{what} must be a mapping of keys to values, got {type(data).__name__} {data!r}")
+    allowed = [f.name for f in fields(cls)]
+    unknown = sorted(str(key) for key in data if key not in allowed)
+    if unknown:
+        raise UserError(f"unknown {what} key(s) {', '.join(unknown)}: allowed keys are {', '.join(allowed)}")
+    missing = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING and f.name not in data]
+    if missing:
+        raise UserError(f"{what} is missing key(s) {', '.join(missing)}: add them to params")
+    return cls(**data)
+
+
+def require_int(value: Any, name: str, minimum: int) -> None:
+    """Raise a :class:`UserError` unless ``value`` is an integer (not a bool) of at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise UserError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
 # --------------------------------------------------------------------------- shared sections
 
 DATASETS = ("mnist", "cifar10")
@@ -151,3 +176,84 @@ def segment_params(params: dict) -> SegmentParams:
         preview=integer(f"{s}.preview", get(params, f"{s}.preview"), 1),
         seed=integer("seed", get(params, "seed"), 0),
     )
+
+
+# --------------------------------------------------------------------------- classifiers (CIFAR-10)
+
+#: The variants of the plain/residual comparison: BN+ReLU (the paper's nets) and tanh without BN
+#: (where the plain net's gradients vanish).
+CLASSIFIER_VARIANTS = {
+    "relu-bn": {"activation": "relu", "batchnorm": True},
+    "tanh-nobn": {"activation": "tanh", "batchnorm": False},
+}
+MODEL_KEYS = ("shortcut", "width", "init")  # model switches set in train_classifier, besides the matrix
+
+
+@dataclass(frozen=True)
+class ClassifierParams:
+    key: str  # "residual-56-relu-bn": the matrix key that names every output of the model
+    model: dict  # CifarNetConfig fields
+    train: "TrainConfig"  # noqa: F821 - cnnlab.training.TrainConfig
+    augment: bool
+    seed: int
+
+
+def classifier_key(arch: str, depth: int, variant: str) -> str:
+    return f"{arch}-{depth}-{variant}"
+
+
+def classifier_params(params: dict, arch: str, depth: int, variant: str, device: str | None = None) -> ClassifierParams:
+    """The model and training config of one classifier of the ``classifier`` matrix."""
+    from cnnlab.training import TrainConfig
+
+    model = model_config(arch, depth, variant, params=params)  # validates arch, depth (6n+2), variant, ...
+    section = {k: v for k, v in get(params, "train_classifier").items() if k not in MODEL_KEYS}
+    seed = integer("seed", get(params, "seed"), 0)
+    augment = boolean("train_classifier.augment", section.pop("augment", True))
+    train = TrainConfig.from_dict({**section, "seed": seed, "device": device})
+    return ClassifierParams(classifier_key(arch, depth, variant), model, train, augment, seed)
+
+
+# --------------------------------------------------------------------------- gradient statistics
+
+
+@dataclass(frozen=True)
+class GradientParams:
+    iterations: int
+    batch_size: int
+    lr: float
+    momentum: float
+    weight_decay: float
+    trained_steps: bool
+    seed: int
+
+
+def gradient_params(params: dict) -> GradientParams:
+    s = "gradient_stats"
+    return GradientParams(
+        iterations=integer(f"{s}.iterations", get(params, f"{s}.iterations"), 1),
+        batch_size=integer(f"{s}.batch_size", get(params, f"{s}.batch_size"), 1),
+        lr=number(f"{s}.lr", get(params, f"{s}.lr"), 0.0, None, open_interval=True),
+        momentum=number(f"{s}.momentum", get(params, f"{s}.momentum"), 0.0, 1.0),
+        weight_decay=number(f"{s}.weight_decay", get(params, f"{s}.weight_decay"), 0.0),
+        trained_steps=boolean(f"{s}.trained_steps", get(params, f"{s}.trained_steps")),
+        seed=integer("seed", get(params, "seed"), 0),
+    )
+
+
+def gradient_key(arch: str, depth: int, variant: str, init: str) -> str:
+    return f"{arch}-{depth}-{variant}-{init}"
+
+
+def model_config(arch: str, depth: int, variant: str, init: str | None = None, params: dict | None = None) -> dict:
+    """The CIFAR net config of a matrix entry: variant switches, then train_classifier's model keys."""
+    from cnnlab.models.cifar import CifarNetConfig
+
+    choice("variant", variant, CLASSIFIER_VARIANTS)
+    config = {"arch": arch, "depth": depth, **CLASSIFIER_VARIANTS[variant]}
+    if params is not None:
+        section = get(params, "train_classifier")
+        config.update({k: section[k] for k in MODEL_KEYS if k in section})
+    if init is not None:
+        config["init"] = init
+    return CifarNetConfig.from_dict(config).to_dict()

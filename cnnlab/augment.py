@@ -1,0 +1,106 @@
+"""Batched data preparation on the device: CIFAR augmentation and per-channel normalisation.
+
+The standard CIFAR augmentation (He et al., 2016, section 4.2) pads each image by 4 zero pixels,
+takes a random crop of the original size and flips it horizontally with probability 1/2. Here a
+whole uint8 batch is augmented at once: it is padded once and every image's crop is gathered with
+advanced indexing at its own offset (no per-image Python loop, no PIL). The random draws come from
+a :class:`torch.Generator` (on the CPU), so a seed fixes every crop and flip.
+
+:func:`make_prepare` bundles augmentation and normalisation into the ``prepare`` callable the
+training loop (:func:`cnnlab.training.fit`) applies to every batch. Augmentation transforms images
+only, so it is for classification; segmentation trainers (mask targets) use ``augment=False``.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from cnnlab.errors import UserError
+
+PADDING = 4
+
+
+def sample_crop_flip(
+    n: int, padding: int, gen: torch.Generator | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Draw crop offsets ``top, left`` in ``[0, 2 * padding]`` and ``flip`` flags for ``n`` images (CPU tensors)."""
+    top = torch.randint(0, 2 * padding + 1, (n,), generator=gen)
+    left = torch.randint(0, 2 * padding + 1, (n,), generator=gen)
+    flip = torch.rand(n, generator=gen) < 0.5
+    return top, left, flip
+
+
+def crop_and_flip(
+    images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, flip: torch.Tensor, padding: int = PADDING
+) -> torch.Tensor:
+    """Zero-pad ``images`` ``[N, C, H, W]`` by ``padding`` and cut out each image's ``H x W`` window.
+
+    Image ``i`` becomes ``padded[i, :, top[i]:top[i]+H, left[i]:left[i]+W]``, mirrored left-right
+    when ``flip[i]``. Works for any dtype and device; the result is contiguous (NCHW).
+    """
+    n, _, height, width = images.shape
+    device = images.device
+    top, left, flip = top.to(device), left.to(device), flip.to(device)
+    padded = F.pad(images, (padding, padding, padding, padding))
+    rows = top[:, None] + torch.arange(height, device=device)  # [N, H]
+    cols = torch.arange(width, device=device).expand(n, width)
+    cols = torch.where(flip[:, None], cols.flip(1), cols) + left[:, None]  # [N, W]
+    batch = torch.arange(n, device=device)[:, None, None, None]
+    channels = torch.arange(images.shape[1], device=device)[None, :, None, None]
+    return padded[batch, channels, rows[:, None, :, None], cols[:, None, None, :]]
+
+
+def random_crop_flip(images: torch.Tensor, gen: torch.Generator | None, padding: int = PADDING) -> torch.Tensor:
+    """Random ``padding``-pixel zero-padded crop plus random horizontal flip of every image in the batch."""
+    top, left, flip = sample_crop_flip(images.shape[0], padding, gen)
+    return crop_and_flip(images, top, left, flip, padding)
+
+
+class Prepare:
+    """Turns a uint8 batch ``[N, C, H, W]`` on the device into normalised float32 network input.
+
+    ``prepare(x, train, gen)``: with ``augment`` and ``train`` the batch is randomly cropped and
+    flipped first (draws from ``gen``); then ``(x / 255 - mean) / std`` per channel. With
+    ``channels_last`` the result is in channels-last memory format (same shape).
+    """
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float], augment: bool, channels_last: bool) -> None:
+        mean = [float(v) for v in mean]
+        std = [float(v) for v in std]
+        if len(mean) != len(std) or not mean:
+            raise UserError(f"normalisation mean {mean} and std {std} need one value per channel: fix the manifest")
+        if min(std) <= 0:
+            raise UserError(f"normalisation std {std} must be positive: recompute the dataset manifest")
+        # (x / 255 - mean) / std  ==  x * scale + shift
+        self.scale = torch.tensor([1.0 / (255.0 * s) for s in std]).view(1, -1, 1, 1)
+        self.shift = torch.tensor([-m / s for m, s in zip(mean, std)]).view(1, -1, 1, 1)
+        self.augment = augment
+        self.channels_last = channels_last
+
+    def __call__(self, x: torch.Tensor, train: bool = False, gen: torch.Generator | None = None) -> torch.Tensor:
+        if x.dtype != torch.uint8 or x.ndim != 4:
+            raise ValueError(f"prepare expects uint8 images [N, C, H, W], got {x.dtype} {tuple(x.shape)}")
+        if x.shape[1] != self.scale.shape[1]:
+            raise UserError(
+                f"images have {x.shape[1]} channel(s) but the normalisation has {self.scale.shape[1]}: "
+                "use the mean/std of the same dataset"
+            )
+        if train and self.augment:
+            x = random_crop_flip(x, gen)
+        memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+        out = x.to(dtype=torch.float32, memory_format=memory_format)
+        return out.mul_(self.scale.to(x.device)).add_(self.shift.to(x.device))
+
+    def __repr__(self) -> str:
+        return f"Prepare(channels={self.scale.shape[1]}, augment={self.augment}, channels_last={self.channels_last})"
+
+
+def make_prepare(mean: Sequence[float], std: Sequence[float], augment: bool, channels_last: bool) -> Prepare:
+    """The ``prepare(x_uint8, train, gen) -> float`` callable for :func:`cnnlab.training.fit`.
+
+    ``mean``/``std`` are per-channel values in ``[0, 1]`` units (the manifest's ``train_mean``/``train_std``).
+    """
+    return Prepare(mean, std, augment, channels_last)

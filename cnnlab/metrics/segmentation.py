@@ -1,0 +1,173 @@
+"""Segmentation metrics for segmented MNIST: class 0 is the background, class ``d + 1`` is digit ``d``.
+
+Pixel metrics come from a confusion matrix ``cm[true, predicted]`` of pixel counts, accumulated over
+batches (:func:`confusion_matrix`, a ``bincount`` over ``num_classes ** 2`` cells):
+
+- **pixel accuracy**: correctly labelled pixels / all pixels;
+- **per-class IoU**: ``TP / (TP + FP + FN)``. A class absent from both the truth and the prediction has
+  no union; its IoU is NaN (undefined, not 0 or 1) and it is left out of the mean;
+- **mean IoU**: the mean of the defined per-class IoUs (background included);
+- **foreground IoU**: IoU of "digit" vs "background", ignoring which digit: a pixel counts as a true
+  positive when both truth and prediction are any digit class.
+
+**Per-digit accuracy** judges whole digits rather than pixels: the predicted digit of a digit instance is
+the majority predicted *foreground* class over the instance's true digit pixels (background predictions do
+not vote; ties go to the lowest class); it is correct when it equals the instance's true digit, and an
+instance where no pixel was predicted as a digit counts as wrong. Instances come from an ``instance`` map
+``[N, H, W]`` (0 = background, ``k`` = the image's k-th digit; pixels of an instance that are background in
+the truth are ignored, so a box-shaped instance works too). Without one, each image's foreground is a single
+instance, which is the single-digit MNIST case.
+
+:class:`SegmentationMeter` accumulates all of these over batches and returns a JSON-ready dict (undefined
+values as ``None``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+
+from cnnlab.data.segmentation import BACKGROUND, SEGMENT_CLASSES
+from cnnlab.errors import UserError
+
+NUM_CLASSES = len(SEGMENT_CLASSES)
+
+
+def _check_labels(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> None:
+    if pred.shape != target.shape:
+        raise UserError(f"predictions {tuple(pred.shape)} and masks {tuple(target.shape)} must have the same shape")
+    for name, labels in (("predictions", pred), ("masks", target)):
+        if labels.is_floating_point() or labels.dtype == torch.bool:
+            raise UserError(f"{name} must hold integer class indices, got {labels.dtype}")
+        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+            raise UserError(
+                f"{name} hold class {int(labels.min())}..{int(labels.max())}, outside 0..{num_classes - 1}: "
+                f"check the dataset's mask classes against num_classes={num_classes}"
+            )
+
+
+def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int = NUM_CLASSES) -> torch.Tensor:
+    """Pixel counts ``[num_classes, num_classes]`` (int64, CPU): row = true class, column = predicted class."""
+    _check_labels(pred, target, num_classes)
+    cells = target.reshape(-1).long() * num_classes + pred.reshape(-1).long()
+    return torch.bincount(cells, minlength=num_classes**2).reshape(num_classes, num_classes).cpu()
+
+
+def pixel_accuracy(cm: torch.Tensor) -> float:
+    """Fraction of correctly labelled pixels (NaN for an empty matrix)."""
+    total = int(cm.sum())
+    return int(cm.trace()) / total if total else math.nan
+
+
+def per_class_iou(cm: torch.Tensor) -> torch.Tensor:
+    """IoU of each class (float64 ``[num_classes]``); NaN for a class absent from both truth and prediction."""
+    cm = cm.to(torch.float64)
+    tp = cm.diagonal()
+    union = cm.sum(dim=0) + cm.sum(dim=1) - tp
+    return torch.where(union > 0, tp / union.clamp_min(1), torch.full_like(tp, math.nan))
+
+
+def mean_iou(cm: torch.Tensor) -> float:
+    """Mean of the defined per-class IoUs (NaN when no class occurs at all)."""
+    iou = per_class_iou(cm)
+    defined = iou[~iou.isnan()]
+    return float(defined.mean()) if defined.numel() else math.nan
+
+
+def foreground_iou(cm: torch.Tensor) -> float:
+    """IoU of digit-vs-background, the digit's class ignored (NaN when neither truth nor prediction has a digit)."""
+    tp = int(cm[1:, 1:].sum())  # digit pixels predicted as some digit (classes 1.. are digits)
+    union = int(cm.sum()) - int(cm[0, 0])  # every pixel that is a digit in truth or prediction
+    return tp / union if union else math.nan
+
+
+def instance_predictions(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    instance: torch.Tensor | None = None,
+    num_classes: int = NUM_CLASSES,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """True and predicted class of every digit instance in a batch (see the module doc for the rule).
+
+    ``pred`` and ``target`` are class maps ``[N, H, W]``; ``instance`` is an optional id map of the same shape
+    (0 = background). Returns two int64 tensors ``[M]`` for the M instances with at least one true digit pixel:
+    the instance's true class (majority over its pixels) and its predicted class, 0 when no pixel of it was
+    predicted as a digit.
+    """
+    _check_labels(pred, target, num_classes)
+    if instance is None:
+        instance = (target != BACKGROUND).long()
+    elif instance.shape != target.shape:
+        raise UserError(f"instance map {tuple(instance.shape)} must have the masks' shape {tuple(target.shape)}")
+    n = target.shape[0]
+    ids = instance.reshape(n, -1).long().cpu()
+    if ids.numel() and int(ids.min()) < 0:
+        raise UserError(f"instance ids must be >= 0 (0 = background), got {int(ids.min())}")
+    per_image = int(ids.max()) + 1 if ids.numel() else 1
+    target_flat, pred_flat = target.reshape(n, -1).long().cpu(), pred.reshape(n, -1).long().cpu()
+    evaluated = (ids > 0) & (target_flat != BACKGROUND)
+    slot = (torch.arange(n)[:, None] * per_image + ids)[evaluated]  # one slot per (image, instance id)
+    slots = n * per_image
+
+    def votes(labels: torch.Tensor) -> torch.Tensor:
+        cells = slot * num_classes + labels[evaluated]
+        return torch.bincount(cells, minlength=slots * num_classes).reshape(slots, num_classes)
+
+    true_votes, pred_votes = votes(target_flat), votes(pred_flat)
+    present = true_votes.sum(dim=1) > 0
+    true_class = true_votes[present].argmax(dim=1)
+    foreground_votes = pred_votes[present].clone()
+    foreground_votes[:, BACKGROUND] = 0
+    predicted = foreground_votes.argmax(dim=1)  # the first maximum: ties go to the lowest class
+    predicted[foreground_votes.sum(dim=1) == 0] = BACKGROUND
+    return true_class, predicted
+
+
+def _json_float(value: float) -> float | None:
+    return None if math.isnan(value) else float(value)
+
+
+class SegmentationMeter:
+    """Accumulates the confusion matrix and per-digit hits over batches; :meth:`compute` returns the metrics."""
+
+    def __init__(self, num_classes: int = NUM_CLASSES, class_names: Sequence[str] | None = None) -> None:
+        if class_names is None:
+            class_names = SEGMENT_CLASSES if num_classes == NUM_CLASSES else [str(c) for c in range(num_classes)]
+        if len(class_names) != num_classes:
+            raise ValueError(f"{len(class_names)} class names for {num_classes} classes")
+        self.num_classes = num_classes
+        self.class_names = tuple(class_names)
+        self.reset()
+
+    def reset(self) -> None:
+        self.confusion = torch.zeros(self.num_classes, self.num_classes, dtype=torch.int64)
+        self.digits_correct = 0
+        self.digits_total = 0
+
+    @torch.no_grad()
+    def update(self, output: torch.Tensor, target: torch.Tensor, instance: torch.Tensor | None = None) -> None:
+        """Add a batch: ``output`` logits ``[N, C, H, W]`` or class maps ``[N, H, W]``, ``target`` masks ``[N, H, W]``.
+
+        ``instance`` (optional, ``[N, H, W]``, 0 = background) splits multi-digit canvases into digits; without
+        it each image's foreground is one digit.
+        """
+        pred = output.argmax(dim=1) if output.ndim == target.ndim + 1 else output
+        self.confusion += confusion_matrix(pred, target, self.num_classes)
+        true_class, predicted = instance_predictions(pred, target, instance, self.num_classes)
+        self.digits_correct += int((true_class == predicted).sum())
+        self.digits_total += int(true_class.numel())
+
+    def compute(self) -> dict:
+        """Metrics as a JSON-ready dict; values that are undefined so far (see module doc) are ``None``."""
+        iou = per_class_iou(self.confusion)
+        digit_accuracy = self.digits_correct / self.digits_total if self.digits_total else math.nan
+        return {
+            "pixel_accuracy": _json_float(pixel_accuracy(self.confusion)),
+            "mean_iou": _json_float(mean_iou(self.confusion)),
+            "foreground_iou": _json_float(foreground_iou(self.confusion)),
+            "digit_accuracy": _json_float(digit_accuracy),
+            "digits": self.digits_total,
+            "per_class_iou": {name: _json_float(float(v)) for name, v in zip(self.class_names, iou)},
+        }

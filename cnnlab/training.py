@@ -1,0 +1,520 @@
+"""The one training loop of the project (CIFAR classifiers, the MNIST CNN, FCN segmentation nets).
+
+Data stays in memory as uint8 ``[N, C, H, W]`` with int64 targets, either labels ``[N]`` or masks
+``[N, H, W]`` (cross-entropy and accuracy handle both; accuracy counts every target element, so it
+is pixel accuracy for masks). Each epoch draws a seeded permutation, moves each batch to the device
+and hands it to ``prepare`` (see :func:`cnnlab.augment.make_prepare`), which augments and normalises.
+
+Optimisation: SGD with (Nesterov) momentum or Adam, L2 weight decay on every trainable parameter,
+and a per-iteration learning rate: linear warm-up, then cosine decay to zero, steps of x0.1 at 50% and
+75% of training (He et al., 2016), or constant. Only parameters with ``requires_grad`` are optimised,
+so frozen encoders stay fixed. The last incomplete batch of each epoch is dropped (every step sees a
+full batch, which BN needs; the permutation changes every epoch, so no image is left out for good).
+
+After every epoch the model is evaluated on the test split (``model.eval()``, no gradients).
+:func:`fit` keeps the *final* weights and reports the best epoch (``best_epoch``/``best_test_acc``):
+choosing weights by test accuracy would select on the test set, so the final model is the honest
+one. Only when training diverges (a NaN/inf loss) does :func:`fit` stop early and restore the weights
+of the best epoch so far (or the initial weights), warning once with the model's name.
+
+Performance: on CUDA, fp16 autocast with a gradient scaler (``amp``); channels-last memory format
+(``channels_last``). Autocast is never used on the CPU (bf16 convolutions are many times slower there).
+On the CPU a seed gives bit-identical results: data order and augmentation draw from a generator
+seeded with ``seed``, and the global RNG (dropout) is re-seeded inside a forked RNG state, so the
+caller's RNG state is left untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from dataclasses import MISSING, asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from cnnlab.device import eval_mode, pick_device
+from cnnlab.errors import UserError
+from cnnlab.io import load_torch, save_torch
+from cnnlab.params import config_from_dict
+from cnnlab.metrics.classification import count_correct
+
+log = logging.getLogger(__name__)
+
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("cosine", "step", "constant")
+STEP_MILESTONES = (0.5, 0.75)  # fractions of all iterations at which the "step" schedule divides by 10
+STEP_FACTOR = 0.1
+SYNC_EVERY = 10  # steps between host syncs (progress bar, NaN check)
+HISTORY_KEYS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds", "images_per_sec")
+
+PrepareFn = Callable[[torch.Tensor, bool, "torch.Generator | None"], torch.Tensor]  # see cnnlab.augment
+Data = tuple[torch.Tensor, torch.Tensor]
+
+
+# --------------------------------------------------------------------------------------------------
+# Configuration
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of :func:`fit` (check them with :meth:`validate`).
+
+    ``lr`` is the peak learning rate (after ``warmup_epochs``, which may be fractional); ``momentum``
+    and ``nesterov`` apply to SGD only; ``weight_decay`` is L2 on every trainable parameter;
+    ``eval_batch_size`` only affects speed/memory of the per-epoch evaluation; ``seed`` fixes data
+    order, augmentation and dropout; ``device`` None/"auto" picks CUDA when available; ``amp`` (fp16
+    autocast) only takes effect on CUDA; ``show_progress`` shows a tqdm bar per epoch.
+    """
+
+    epochs: int
+    batch_size: int
+    lr: float
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    nesterov: bool = True
+    optimizer: str = "sgd"
+    schedule: str = "cosine"
+    warmup_epochs: float = 0
+    eval_batch_size: int = 1000
+    seed: int = 0
+    device: str | None = None
+    channels_last: bool = True
+    amp: bool = True
+    show_progress: bool = True
+
+    def validate(self, n_train: int) -> None:
+        """Raise :class:`UserError` naming the key and value of the first bad setting."""
+
+        def bad(key: str, problem: str) -> UserError:
+            return UserError(f"training {key}={getattr(self, key)!r} {problem}")
+
+        def need_int(key: str, minimum: int) -> None:
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise bad(key, f"is invalid: use an integer >= {minimum}")
+
+        def need_number(key: str, low: float, high: float = math.inf, low_open: bool = False) -> None:
+            value = getattr(self, key)
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            if not ok or value < low or (low_open and value == low) or value >= high:
+                interval = f"{'(' if low_open else '['}{low:g}, {high:g})"
+                raise bad(key, f"is invalid: use a number in {interval}")
+
+        def need_bool(key: str) -> None:
+            if not isinstance(getattr(self, key), bool):
+                raise bad(key, "is invalid: use true or false")
+
+        need_int("epochs", 1)
+        need_int("batch_size", 1)
+        if self.batch_size > n_train:
+            raise bad("batch_size", f"is larger than the {n_train} training examples: use at most {n_train}")
+        need_number("lr", 0.0, low_open=True)
+        need_number("momentum", 0.0, 1.0)
+        need_number("weight_decay", 0.0)
+        for key in ("nesterov", "channels_last", "amp", "show_progress"):
+            need_bool(key)
+        if self.optimizer not in OPTIMIZERS:
+            raise bad("optimizer", f"is not supported: use one of {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise bad("schedule", f"is not supported: use one of {', '.join(SCHEDULES)}")
+        if self.optimizer == "sgd" and self.nesterov and self.momentum == 0:
+            raise bad("nesterov", "needs momentum > 0: set momentum or nesterov: false")
+        need_number("warmup_epochs", 0.0)
+        if self.warmup_epochs > self.epochs:
+            raise bad("warmup_epochs", f"exceeds epochs={self.epochs}: use at most {self.epochs}")
+        need_int("eval_batch_size", 1)
+        need_int("seed", 0)
+        if self.device is not None and not isinstance(self.device, str):
+            raise bad("device", "is invalid: use auto, cpu or cuda[:N]")
+        pick_device(self.device)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "TrainConfig":
+        """Build from a params dict; unknown keys and missing required keys raise :class:`UserError`."""
+        return config_from_dict(cls, data, "training config")
+
+
+def lr_schedule(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
+    """The learning rate of iteration ``step`` (0-based) for a run of ``cfg.epochs * steps_per_epoch`` steps.
+
+    Warm-up raises the rate linearly to ``cfg.lr`` over the first ``warmup_epochs`` (reaching it at the
+    last warm-up step); afterwards "cosine" decays it as ``0.5 * (1 + cos(pi * t))`` with ``t`` the
+    fraction of post-warm-up steps done, "step" multiplies by 0.1 at 50% and 75% of all steps, and
+    "constant" keeps it.
+    """
+    total = cfg.epochs * steps_per_epoch
+    warmup = min(total, round(cfg.warmup_epochs * steps_per_epoch))
+    milestones = [m * total for m in STEP_MILESTONES]
+
+    def rate(step: int) -> float:
+        if step < warmup:
+            return cfg.lr * (step + 1) / warmup
+        if cfg.schedule == "cosine":
+            return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+        if cfg.schedule == "step":
+            return cfg.lr * STEP_FACTOR ** sum(step >= m for m in milestones)
+        return cfg.lr
+
+    return rate
+
+
+# --------------------------------------------------------------------------------------------------
+# Evaluation and prediction
+
+
+def _autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:
+    """fp16 autocast on CUDA when ``amp``; nothing otherwise (never on the CPU)."""
+    if amp and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
+def _as_device(device: torch.device | str | None) -> torch.device:
+    return device if isinstance(device, torch.device) else pick_device(device)
+
+
+def _forward(model: nn.Module, images: torch.Tensor, prepare: PrepareFn, device: torch.device, amp: bool) -> torch.Tensor:
+    """Logits (float32, on ``device``) of a uint8 batch in evaluation mode."""
+    x = prepare(images.to(device, non_blocking=True), False, None)
+    with _autocast(device, amp):
+        return model(x).float()
+
+
+def evaluate(
+    model: nn.Module,
+    data: Data,
+    prepare: PrepareFn,
+    batch_size: int,
+    device: torch.device | str,
+    class_weights: torch.Tensor | None = None,
+    amp: bool = False,
+) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` on ``data = (uint8 images, targets)``.
+
+    The loss is the (class-weighted) mean over all target elements, as ``F.cross_entropy`` with
+    ``reduction="mean"`` on the whole split would give; accuracy is the fraction of target elements
+    whose argmax is right. Runs in eval mode without gradients and restores the model's mode.
+    """
+    images, targets = data
+    device = _as_device(device)
+    weights = None if class_weights is None else class_weights.to(device, torch.float32)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    weight_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    with torch.no_grad(), eval_mode(model):
+        for start in range(0, len(images), batch_size):
+            logits = _forward(model, images[start : start + batch_size], prepare, device, amp)
+            target = targets[start : start + batch_size].to(device, non_blocking=True)
+            loss_sum += F.cross_entropy(logits, target, weight=weights, reduction="sum").double()
+            weight_sum += target.numel() if weights is None else weights[target].sum().double()
+            correct += count_correct(logits, target)
+    return (loss_sum / weight_sum).item(), correct.item() / max(1, targets.numel())
+
+
+def predict(
+    model: nn.Module, images: torch.Tensor, prepare: PrepareFn, batch_size: int, device: torch.device | str
+) -> torch.Tensor:
+    """Logits of ``model`` for uint8 ``images`` as a CPU float32 tensor (eval mode, no gradients)."""
+    device = _as_device(device)
+    with torch.no_grad(), eval_mode(model):
+        chunks = [
+            _forward(model, images[start : start + batch_size], prepare, device, amp=False).cpu()
+            for start in range(0, len(images), batch_size)
+        ]
+    return torch.cat(chunks)
+
+
+# --------------------------------------------------------------------------------------------------
+# Training
+
+
+@dataclass
+class TrainResult:
+    """What :func:`fit` returns. The model keeps its final weights unless training diverged.
+
+    ``test_loss``/``test_acc`` belong to the weights the model holds on return; ``train_seconds``
+    and ``images_per_sec`` cover the training steps only (evaluation excluded). ``best_epoch`` is
+    1-based; 0 (and ``best_test_acc`` None) when no epoch completed.
+    """
+
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = 0
+    best_test_acc: float | None = None
+    test_loss: float = float("nan")
+    test_acc: float = float("nan")
+    train_seconds: float = 0.0
+    images_per_sec: float = 0.0
+    diverged_epoch: int | None = None
+
+    def summary(self) -> dict:
+        """The scalar results (no history), e.g. for a metrics JSON file."""
+        return {k: v for k, v in asdict(self).items() if k != "history"}
+
+
+class _Diverged(Exception):
+    """Raised inside an epoch when the training loss stops being finite."""
+
+    def __init__(self, loss: float) -> None:
+        super().__init__(loss)
+        self.loss = loss
+
+
+class _Stepper:
+    """Holds what one :func:`fit` call needs per step: device, optimiser, scaler, schedule."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        cfg: TrainConfig,
+        prepare: PrepareFn,
+        class_weights: torch.Tensor | None,
+        steps_per_epoch: int,
+        name: str,
+    ) -> None:
+        self.model, self.cfg, self.prepare, self.name = model, cfg, prepare, name
+        self.device = pick_device(cfg.device)
+        self.amp = cfg.amp and self.device.type == "cuda"
+        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        model.to(device=self.device, memory_format=self.memory_format)
+        params = [p for p in model.parameters() if p.requires_grad]
+        if not params:
+            raise UserError(f"{name} has no trainable parameters: unfreeze at least one layer")
+        if cfg.optimizer == "sgd":
+            self.optimizer: torch.optim.Optimizer = torch.optim.SGD(
+                params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov
+            )
+        else:
+            self.optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.weights = None if class_weights is None else class_weights.to(self.device, torch.float32)
+        self.steps_per_epoch = steps_per_epoch
+        self.lr_at = lr_schedule(cfg, steps_per_epoch)
+        self.lr = cfg.lr
+
+    def step(
+        self, images: torch.Tensor, target: torch.Tensor, step: int, gen: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimisation step on a uint8 batch; returns the (detached) loss and the correct count."""
+        x = self.prepare(images.to(self.device, non_blocking=True), True, gen)
+        x = x.contiguous(memory_format=self.memory_format) if x.ndim == 4 else x
+        target = target.to(self.device, non_blocking=True)
+        self.lr = self.lr_at(step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr
+        with _autocast(self.device, self.amp):
+            logits = self.model(x)
+            loss = F.cross_entropy(logits.float(), target, weight=self.weights)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return loss.detach(), count_correct(logits.detach(), target)
+
+    def train_epoch(self, train: Data, epoch: int, gen: torch.Generator) -> dict:
+        """One pass over a fresh permutation of ``train``; raises :class:`_Diverged` on a non-finite loss."""
+        images, targets = train
+        bs, steps = self.cfg.batch_size, self.steps_per_epoch
+        order = torch.randperm(len(images), generator=gen)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        elements = 0
+        self.model.train()
+        bar = tqdm(
+            total=steps * bs,
+            desc=f"{self.name} {epoch}/{self.cfg.epochs}",
+            unit="img",
+            disable=not self.cfg.show_progress,
+            dynamic_ncols=True,
+        )
+        start = time.perf_counter()
+        with bar:
+            for i in range(steps):
+                index = order[i * bs : (i + 1) * bs]
+                target = targets[index]
+                loss, right = self.step(images[index], target, (epoch - 1) * steps + i, gen)
+                loss_sum += loss.double()
+                correct += right
+                elements += target.numel()
+                if (i + 1) % SYNC_EVERY == 0 or i + 1 == steps:
+                    mean_loss = loss_sum.item() / (i + 1)
+                    if not math.isfinite(mean_loss):
+                        raise _Diverged(mean_loss)
+                    bar.update((i + 1) * bs - bar.n)
+                    bar.set_postfix(loss=f"{mean_loss:.3f}", lr=f"{self.lr:.3g}", refresh=False)
+            seconds = time.perf_counter() - start
+        return {
+            "train_loss": loss_sum.item() / steps,
+            "train_acc": correct.item() / elements,
+            "lr": self.lr,
+            "seconds": seconds,
+            "images_per_sec": steps * bs / seconds,
+        }
+
+
+def _check_data(data: Data, split: str) -> Data:
+    images, targets = data
+    if len(images) == 0:
+        raise UserError(f"the {split} split is empty: check the dataset folder")
+    if images.dtype != torch.uint8 or images.ndim != 4:
+        raise ValueError(f"{split} images must be uint8 [N, C, H, W], got {images.dtype} {tuple(images.shape)}")
+    if targets.dtype != torch.int64 or len(targets) != len(images):
+        raise ValueError(
+            f"{split} targets must be int64 with {len(images)} rows, got {targets.dtype} {tuple(targets.shape)}"
+        )
+    return images, targets
+
+
+def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {key: value.detach().clone() for key, value in model.state_dict().items()}
+
+
+def fit(
+    model: nn.Module,
+    train: Data,
+    test: Data,
+    cfg: TrainConfig,
+    prepare: PrepareFn,
+    class_weights: torch.Tensor | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
+    name: str = "model",
+) -> TrainResult:
+    """Train ``model`` in place on ``train = (uint8 images, int64 targets)``, evaluating on ``test`` each epoch.
+
+    ``on_epoch`` receives each epoch's row of the history: ``epoch`` (1-based), ``train_loss``,
+    ``train_acc``, ``test_loss``, ``test_acc``, ``lr`` (at the epoch's last step), ``seconds`` (training
+    time of the epoch) and ``images_per_sec``. See the module docstring for the choices made.
+    """
+    train, test = _check_data(train, "train"), _check_data(test, "test")
+    cfg.validate(len(train[0]))
+    stepper = _Stepper(model, cfg, prepare, class_weights, len(train[0]) // cfg.batch_size, name)
+    device = stepper.device
+    result = TrainResult()
+    best_state = _snapshot(model)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    rng_devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=rng_devices):
+        torch.manual_seed(cfg.seed)
+        for epoch in range(1, cfg.epochs + 1):
+            try:
+                row = {"epoch": epoch, **stepper.train_epoch(train, epoch, gen)}
+                test_loss, test_acc = evaluate(
+                    model, test, prepare, cfg.eval_batch_size, device, class_weights, stepper.amp
+                )
+                if not math.isfinite(test_loss):
+                    raise _Diverged(test_loss)
+            except _Diverged as err:
+                result.diverged_epoch = epoch
+                log.warning(
+                    "%s diverged in epoch %d (loss %s); stopped and restored the weights of %s",
+                    name, epoch, err.loss, f"epoch {result.best_epoch}" if result.best_epoch else "initialisation",
+                )
+                break
+            row.update(test_loss=test_loss, test_acc=test_acc)
+            row = {key: row[key] for key in HISTORY_KEYS}
+            result.history.append(row)
+            result.train_seconds += row["seconds"]
+            if result.best_test_acc is None or test_acc > result.best_test_acc:
+                result.best_epoch, result.best_test_acc = epoch, test_acc
+                if epoch < cfg.epochs:  # only needed to recover from a later divergence
+                    best_state = _snapshot(model)
+            if on_epoch is not None:
+                on_epoch(dict(row))
+    if result.history:
+        result.images_per_sec = len(result.history) * stepper.steps_per_epoch * cfg.batch_size / result.train_seconds
+    if result.diverged_epoch is None:
+        result.test_loss, result.test_acc = result.history[-1]["test_loss"], result.history[-1]["test_acc"]
+    else:
+        model.load_state_dict(best_state)
+        if result.best_epoch:
+            kept = result.history[result.best_epoch - 1]
+            result.test_loss, result.test_acc = kept["test_loss"], kept["test_acc"]
+        else:
+            result.test_loss, result.test_acc = evaluate(
+                model, test, prepare, cfg.eval_batch_size, device, class_weights, stepper.amp
+            )
+    return result
+
+
+# --------------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def _plain(value: Any) -> Any:
+    """Tuples to lists, recursively, so configs from YAML, dataclasses and checkpoints compare equal."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def save_checkpoint(
+    path: str | Path, model: nn.Module, config_dict: Mapping[str, Any], extra: Mapping[str, Any] | None = None
+) -> None:
+    """Atomically save ``{"state_dict", "config", "extra"}``; tensors are stored contiguous on the CPU.
+
+    ``config_dict`` is what :func:`load_checkpoint` compares against the params later (e.g. the model
+    config's ``to_dict()``); ``extra`` holds anything else loadable with ``weights_only=True`` (metrics,
+    class names, normalisation).
+    """
+    state_dict = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
+    save_torch(path, {"state_dict": state_dict, "config": _plain(dict(config_dict)), "extra": dict(extra or {})})
+
+
+def _describe(config: Mapping[str, Any], keys: list[str]) -> str:
+    return ", ".join(f"{key}={config[key]!r}" if key in config else f"{key} unset" for key in keys)
+
+
+def load_checkpoint(
+    path: str | Path,
+    expected_config_dict: Mapping[str, Any],
+    model: nn.Module | None = None,
+    hint: str = "rerun `dvc repro`",
+) -> dict:
+    """Load a checkpoint written by :func:`save_checkpoint` and check it is the one the params describe.
+
+    A config that differs from ``expected_config_dict`` raises :class:`UserError` naming the differing
+    keys; with ``model`` the weights are loaded into it, and weights that do not fit raise
+    :class:`UserError`. ``hint`` ends every message (e.g. ``"rerun `dvc repro train_classifier`"``).
+    Returns the checkpoint dict (``state_dict``, ``config``, ``extra``).
+    """
+    state = load_torch(path, what="checkpoint", hint=hint)
+    if not isinstance(state, dict) or not {"state_dict", "config"} <= state.keys():
+        raise UserError(f"checkpoint {path} is not a cnnlab checkpoint (no state_dict/config): {hint}")
+    saved, expected = _plain(dict(state["config"])), _plain(dict(expected_config_dict))
+    keys = saved.keys() | expected.keys()
+    differing = sorted(key for key in keys if saved.get(key, MISSING) != expected.get(key, MISSING))
+    if differing:
+        raise UserError(
+            f"checkpoint {path} was trained with {_describe(saved, differing)}, "
+            f"but params ask for {_describe(expected, differing)}: {hint}"
+        )
+    if model is not None:
+        load_weights(model, state["state_dict"], f"checkpoint {path}", hint)
+    return state
+
+
+def load_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor], what: str, hint: str) -> None:
+    """``model.load_state_dict(state_dict)`` with a one-line :class:`UserError` when the weights do not fit."""
+    own = model.state_dict()
+    problems = []
+    missing = [key for key in own if key not in state_dict]
+    unexpected = [key for key in state_dict if key not in own]
+    mismatched = [key for key in own if key in state_dict and own[key].shape != state_dict[key].shape]
+    for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", mismatched)):
+        if keys:
+            shown = ", ".join(keys[:3]) + (f" (+{len(keys) - 3} more)" if len(keys) > 3 else "")
+            problems.append(f"{label}: {shown}")
+    if problems:
+        raise UserError(f"{what} does not fit the model ({'; '.join(problems)}): {hint}")
+    model.load_state_dict(state_dict)
