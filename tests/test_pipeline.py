@@ -22,6 +22,14 @@ TINY = {
     "data.cifar10.train_size": 200,
     "data.cifar10.test_size": 50,
     "segment_mnist.canvas.count": 8,
+    "classifier.depths": "[8]",
+    "train_classifier.epochs": 1,
+    "train_classifier.batch_size": 50,
+    "train_classifier.show_progress": "false",
+    "gradient_matrix.depths": "[8]",
+    "gradient_matrix.inits": "[default]",
+    "gradient_stats.iterations": 2,
+    "gradient_stats.batch_size": 16,
 }
 
 
@@ -53,8 +61,16 @@ def repo(tmp_path_factory):
 
 
 def test_all_stages_ran_and_wrote_outputs(repo):
-    dest, _ = repo
+    dest, out = repo
+    stages = run(["dvc", "stage", "list", "--name-only"], dest).stdout.split()
+    assert len(stages) >= 8, stages
+    for stage in stages:
+        assert f"Running stage '{stage}'" in out, f"{stage} did not run:\n{out}"
     for path in [
+        "metrics/compare_classifiers.json",
+        "metrics/gradient_stats/plain-8-tanh-nobn-default.json",
+        "metrics/gradient_stats/trained-residual-8-relu-bn.json",
+        "tables/classifier_accuracy.md",
         "data/mnist/manifest.json",
         "data/cifar10/manifest.json",
         "data/segmented_mnist/canvases.pt",

@@ -1,0 +1,113 @@
+"""Tables that compare trained models: plain vs residual test accuracy per depth and variant."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from cnnlab.errors import UserError
+from cnnlab.io import read_json
+
+
+def read_metrics_folder(folder: str | Path) -> list[dict]:
+    """Every ``*.json`` in ``folder`` (sorted by name); an empty or missing folder is a :class:`UserError`."""
+    folder = Path(folder)
+    files = sorted(folder.glob("*.json"))
+    if not files:
+        raise UserError(f"no metrics in {folder}: run `dvc repro train_classifier` first")
+    return [read_json(f) for f in files]
+
+
+def split_key(key: str) -> tuple[str, int, str]:
+    """``"residual-56-relu-bn"`` -> ``("residual", 56, "relu-bn")``."""
+    arch, depth, variant = key.split("-", 2)
+    return arch, int(depth), variant
+
+
+def accuracy_table(metrics: list[dict]) -> pd.DataFrame:
+    """One row per (variant, depth): plain and residual test accuracy, their difference, and notes.
+
+    A diverged model shows NaN accuracy and a note, so it can never pass for a real result.
+    """
+    rows = []
+    for m in metrics:
+        arch, depth, variant = split_key(m["model"])
+        acc = math.nan if m.get("diverged") else m["test_acc"]
+        rows.append({"variant": variant, "depth": depth, "arch": arch, "test_acc": acc,
+                     "note": f"{arch} diverged in epoch {m['diverged_epoch']}" if m.get("diverged") else ""})
+    long = pd.DataFrame(rows)
+    table = long.pivot_table(index=["variant", "depth"], columns="arch", values="test_acc", dropna=False)
+    table = table.reindex(columns=["plain", "residual"])
+    table["residual_minus_plain"] = table["residual"] - table["plain"]
+    notes = long.groupby(["variant", "depth"])["note"].apply(lambda s: "; ".join(n for n in s if n))
+    table["note"] = notes
+    return table.reset_index().sort_values(["variant", "depth"]).reset_index(drop=True)
+
+
+def table_metrics(table: pd.DataFrame) -> dict:
+    """Nested dict ``{variant: {"depth-20": {"plain": .., "residual": .., "residual_minus_plain": ..}}}``."""
+    out: dict = {}
+    for row in table.itertuples(index=False):
+        entry = {}
+        for col in ("plain", "residual", "residual_minus_plain"):
+            value = getattr(row, col)
+            entry[col] = None if pd.isna(value) else round(float(value), 4)
+        out.setdefault(row.variant, {})[f"depth-{row.depth}"] = entry
+    return out
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    """A GitHub table with accuracies as percentages; missing/diverged cells as an em dash."""
+    def pct(v: float) -> str:
+        return "—" if pd.isna(v) else f"{100 * v:.2f}"
+
+    def signed(v: float) -> str:
+        return "—" if pd.isna(v) else f"{100 * v:+.2f}"
+
+    lines = ["| variant | depth | plain acc. (%) | residual acc. (%) | residual − plain (pp) | note |",
+             "|---|---:|---:|---:|---:|---|"]
+    for r in table.itertuples(index=False):
+        lines.append(f"| {r.variant} | {r.depth} | {pct(r.plain)} | {pct(r.residual)} | "
+                     f"{signed(r.residual_minus_plain)} | {r.note} |")
+    return "\n".join(lines) + "\n"
+
+
+def split_gradient_name(name: str) -> dict:
+    """``"plain-56-tanh-nobn-default"`` or ``"trained-plain-56-relu-bn"`` -> its matrix fields."""
+    if name.startswith("trained-"):
+        arch, depth, variant = split_key(name[len("trained-"):])
+        return {"arch": arch, "depth": depth, "variant": variant, "init": "trained"}
+    arch, depth, rest = name.split("-", 2)
+    variant, init = rest.rsplit("-", 1)
+    return {"arch": arch, "depth": int(depth), "variant": variant, "init": init}
+
+
+def gradient_table(summaries: dict[str, dict]) -> pd.DataFrame:
+    """The seeds' table, extended: first/last layer mean |grad| (averaged over the K iterations), their
+    ratio, and the per-parameter RMS ratio, one row per model; skipped or diverged models keep a note."""
+    rows = []
+    for name, s in summaries.items():
+        row = {**split_gradient_name(name),
+               "first_mean_abs": s.get("first_grad_mean_abs"), "last_mean_abs": s.get("last_grad_mean_abs"),
+               "ratio_mean_abs": s.get("grad_mean_abs_ratio"), "ratio_rms": s.get("grad_rms_ratio"),
+               "ratio_l2": s.get("grad_l2_ratio"),
+               "note": s.get("skipped", "diverged (NaN/inf gradients)" if s.get("diverged") else "")}
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    order = {"default": 0, "scaled": 1, "trained": 2}
+    table["_init"] = table["init"].map(order)
+    return table.sort_values(["variant", "_init", "depth", "arch"]).drop(columns="_init").reset_index(drop=True)
+
+
+def gradient_markdown(table: pd.DataFrame) -> str:
+    def sci(v) -> str:
+        return "—" if v is None or pd.isna(v) else f"{v:.2g}"
+
+    lines = ["| variant | init | depth | arch | first layer mean \\|g\\| | last layer mean \\|g\\| | first / last | "
+             "RMS first / last | note |", "|---|---|---:|---|---:|---:|---:|---:|---|"]
+    for r in table.itertuples(index=False):
+        lines.append(f"| {r.variant} | {r.init} | {r.depth} | {r.arch} | {sci(r.first_mean_abs)} | "
+                     f"{sci(r.last_mean_abs)} | {sci(r.ratio_mean_abs)} | {sci(r.ratio_rms)} | {r.note} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,62 @@
+"""DVC stage ``gradient_report``: the vanishing-gradient table and figures over every model.
+
+Reads ``metrics/gradient_stats/<name>.json`` and ``plots/gradient_stats/<name>/`` of exactly the
+models params.yaml names (``gradient_matrix`` at initialisation, ``classifier`` for trained ones);
+writes ``tables/gradient_stats.md``, ``plots/gradient_report/table.csv`` and the figures
+``plots/gradient_report/{profile_rms,profile_l2,grad_norm,grad_std}.png``.
+"""
+
+import argparse
+from pathlib import Path
+
+import _bootstrap  # noqa: F401
+import pandas as pd
+
+from cnnlab.compare import gradient_markdown, gradient_table
+from cnnlab.errors import run_cli
+from cnnlab.figures import first_last_over_iterations, gradient_profiles, save_figure
+from cnnlab.io import atomic_path, read_json, write_text
+from cnnlab.params import classifier_key, get, gradient_key, load_params
+
+STATS = Path("plots/gradient_stats")
+
+
+def model_names(params: dict) -> list[str]:
+    m = "gradient_matrix"
+    fresh = [gradient_key(a, d, v, i) for a in get(params, f"{m}.archs") for d in get(params, f"{m}.depths")
+             for v in get(params, f"{m}.variants") for i in get(params, f"{m}.inits")]
+    c = "classifier"
+    trained = ["trained-" + classifier_key(a, d, v) for a in get(params, f"{c}.archs")
+               for d in get(params, f"{c}.depths") for v in get(params, f"{c}.variants")]
+    return fresh + trained
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--out", default="plots/gradient_report")
+    parser.add_argument("--table", default="tables/gradient_stats.md")
+    args = parser.parse_args()
+    names = model_names(load_params(args.params))
+    summaries = {n: read_json(f"metrics/gradient_stats/{n}.json") for n in names}
+    table = gradient_table(summaries)
+    out = Path(args.out)
+    with atomic_path(out / "table.csv") as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6g")
+    write_text(args.table, gradient_markdown(table))
+
+    profiles = {n: pd.read_csv(STATS / n / "profile.csv") for n in names}
+    first_last = {n: pd.read_csv(STATS / n / "first_last.csv") for n in names}
+    save_figure(gradient_profiles(profiles, "grad_rms_mean", "RMS gradient per parameter",
+                                  "Per-layer gradient (RMS per parameter, mean over iterations)"), out / "profile_rms.png")
+    save_figure(gradient_profiles(profiles, "grad_l2_iter0", "gradient L2 norm",
+                                  "Per-layer gradient L2 norm at the first iteration"), out / "profile_l2.png")
+    save_figure(first_last_over_iterations(first_last, "grad_l2", "gradient L2 norm",
+                                           "First and last layer gradient norm over iterations"), out / "grad_norm.png")
+    save_figure(first_last_over_iterations(first_last, "grad_std", "gradient std",
+                                           "First and last layer gradient std over iterations"), out / "grad_std.png")
+    print(gradient_markdown(table))
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,82 @@
+"""DVC stage ``train_classifier@<arch>-<depth>-<variant>``: train one CIFAR-10 classifier.
+
+    python stages/train_classifier.py --arch residual --depth 56 --variant relu-bn [--device cuda]
+
+Reads ``data/cifar10`` and params ``seed``, ``train_classifier``; writes
+``models/classifier/<key>.pt`` (state dict + the config that built it),
+``metrics/train_classifier/<key>.json`` and the DVCLive curves ``dvclive/train_classifier/<key>/``.
+A run whose loss becomes NaN/inf is recorded as diverged (metrics say so; no garbage numbers).
+"""
+
+import argparse
+import os
+from pathlib import Path
+
+import _bootstrap  # noqa: F401
+from dvclive import Live
+
+from cnnlab.augment import make_prepare
+from cnnlab.data.canonical import load_manifest, load_split
+from cnnlab.device import configure_threads, seed_everything
+from cnnlab.errors import run_cli
+from cnnlab.io import atomic_dir, write_json
+from cnnlab.models.cifar import CifarNetConfig, build_cifar_net
+from cnnlab.params import classifier_params, load_params
+from cnnlab.training import fit, save_checkpoint
+
+CURVES = {"train_loss": "loss/train", "test_loss": "loss/test", "train_acc": "accuracy/train",
+          "test_acc": "accuracy/test", "lr": "lr"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arch", required=True)
+    parser.add_argument("--depth", required=True, type=int)
+    parser.add_argument("--variant", required=True)
+    parser.add_argument("--device", default=os.environ.get("CNNLAB_DEVICE", "auto"),
+                        help="auto (CUDA if available), cpu or cuda[:N]; default $CNNLAB_DEVICE or auto")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--data", default="data/cifar10")
+    args = parser.parse_args()
+
+    p = classifier_params(load_params(args.params), args.arch, args.depth, args.variant, args.device)
+    threads = configure_threads()
+    seed_everything(p.seed)
+    manifest = load_manifest(args.data)
+    train, test = load_split(args.data, "train"), load_split(args.data, "test")
+    model_config = CifarNetConfig.from_dict({**p.model, "num_classes": len(manifest["classes"])})
+    model = build_cifar_net(model_config)
+    prepare = make_prepare(manifest["train_mean"], manifest["train_std"], p.augment, p.train.channels_last)
+    n_params = sum(t.numel() for t in model.parameters())
+    print(f"{p.key}: {n_params / 1e6:.3f}M parameters, {len(train)} train / {len(test)} test images, "
+          f"{p.train.epochs} epochs, {threads} CPU threads")
+
+    live_dir = Path("dvclive/train_classifier") / p.key
+    with atomic_dir(live_dir) as tmp:
+        with Live(str(tmp), dvcyaml=False, save_dvc_exp=False, report=None) as live:
+            def on_epoch(row: dict) -> None:
+                live.step = row["epoch"]  # x axis = epoch (1-based)
+                for field, name in CURVES.items():
+                    live.log_metric(name, row[field])
+
+            result = fit(model, (train.images, train.labels), (test.images, test.labels), p.train, prepare,
+                         on_epoch=on_epoch, name=p.key)
+        (tmp / "metrics.json").unlink(missing_ok=True)  # the scalar results live in metrics/ (below)
+
+    metrics = {
+        "model": p.key,
+        "params": n_params,
+        "diverged": result.diverged_epoch is not None,
+        **{k: (round(v, 6) if isinstance(v, float) else v) for k, v in result.summary().items()},
+    }
+    save_checkpoint(f"models/classifier/{p.key}.pt", model, model_config.to_dict(),
+                    {"classes": manifest["classes"], "train_mean": manifest["train_mean"],
+                     "train_std": manifest["train_std"], "metrics": metrics})
+    write_json(f"metrics/train_classifier/{p.key}.json", metrics)
+    state = f"DIVERGED in epoch {result.diverged_epoch}" if metrics["diverged"] else "done"
+    print(f"{p.key}: {state}; test accuracy {result.test_acc:.4f} (best {result.best_test_acc} at epoch "
+          f"{result.best_epoch}), {result.images_per_sec:.0f} images/s")
+
+
+if __name__ == "__main__":
+    run_cli(main)
