@@ -7,6 +7,7 @@ accessor defined here, so a bad value fails at start-up before any output is tou
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any, Iterable, Mapping, TypeVar
@@ -210,7 +211,11 @@ def classifier_params(params: dict, arch: str, depth: int, variant: str, device:
     section = {k: v for k, v in get(params, "train_classifier").items() if k not in MODEL_KEYS}
     seed = integer("seed", get(params, "seed"), 0)
     augment = boolean("train_classifier.augment", section.pop("augment", True))
-    train = TrainConfig.from_dict({**section, "seed": seed, "device": device})
+    try:
+        train = TrainConfig.from_dict({**section, "seed": seed, "device": device})
+        train.validate(n_train=sys.maxsize)  # all but batch_size vs. data size, which fit() checks on the data
+    except UserError as err:
+        raise UserError(f"params.yaml: train_classifier: {err}") from None
     return ClassifierParams(classifier_key(arch, depth, variant), model, train, augment, seed)
 
 

@@ -62,3 +62,47 @@ def test_bad_yaml_and_missing_file(tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump([1, 2]))
     with pytest.raises(UserError, match="must be a mapping"):
         load_params(tmp_path / "params.yaml")
+
+
+def test_classifier_params_build_model_and_training_config(base):
+    from cnnlab.params import classifier_params
+
+    p = classifier_params(base, "residual", 32, "tanh-nobn", device="cpu")
+    assert p.key == "residual-32-tanh-nobn"
+    assert p.model["activation"] == "tanh" and p.model["batchnorm"] is False and p.model["shortcut"] == "A"
+    assert p.train.epochs == base["train_classifier"]["epochs"] and p.train.device == "cpu"
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (("depth", 35), "depth 35 is not 6n\\+2; nearest valid depths: 32, 38"),
+        (("arch", "dense"), "arch 'dense' is not supported: use one of plain, residual"),
+        (("variant", "gelu"), "variant='gelu' is not allowed; use one of: relu-bn, tanh-nobn"),
+        (("lr", 0), "training lr=0 is invalid: use a number in \\(0, inf\\)"),
+        (("epochs", 0), "training epochs=0 is invalid: use an integer >= 1"),
+        (("optimizer", "lbfgs"), "training optimizer='lbfgs' is not supported"),
+        (("shortcut", "C"), "shortcut 'C' is not supported: use one of A, B"),
+        (("colour", 1), "unknown training config key\\(s\\) colour"),
+    ],
+)
+def test_classifier_bad_params(base, change, message):
+    from cnnlab.params import classifier_params
+
+    args = {"arch": "plain", "depth": 20, "variant": "relu-bn"}
+    key, value = change
+    if key in args:
+        args[key] = value
+    else:
+        base["train_classifier"][key] = value
+    with pytest.raises(UserError, match=message):
+        classifier_params(base, **args)
+
+
+def test_gradient_params(base):
+    from cnnlab.params import gradient_params
+
+    assert gradient_params(base).iterations == 50
+    base["gradient_stats"]["iterations"] = 0
+    with pytest.raises(UserError, match="gradient_stats.iterations=0 must be >= 1"):
+        gradient_params(base)

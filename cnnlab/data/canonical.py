@@ -118,22 +118,25 @@ def save_dataset(ds: Dataset, folder: str | Path, extra_files: dict[str, dict] |
     return manifest
 
 
+MISSING_HINT = "run `dvc repro download` (or the stage that writes it)"
+
+
 def load_manifest(folder: str | Path) -> dict:
-    return read_json(Path(folder) / "manifest.json")
+    folder = Path(folder)
+    if not (folder / "manifest.json").exists():
+        raise UserError(f"dataset {folder} is missing (no manifest.json): {MISSING_HINT}")
+    return read_json(folder / "manifest.json")
 
 
 def load_split(folder: str | Path, split: str, verify: bool = False) -> Split:
     """Load one split of a canonical dataset folder (e.g. ``data/cifar10``, ``"train"``)."""
     folder = Path(folder)
-    hint = "run `dvc repro download` (or the stage that writes it)"
-    if not (folder / "manifest.json").exists():
-        raise UserError(f"dataset {folder} is missing (no manifest.json): {hint}")
+    manifest = load_manifest(folder)
     if verify:
-        manifest = load_manifest(folder)
         expected = manifest.get("sha256", {}).get(f"{split}.pt")
         if expected and sha256_file(folder / f"{split}.pt") != expected:
-            raise UserError(f"{folder / f'{split}.pt'} does not match its manifest checksum: {hint}")
-    raw = load_torch(folder / f"{split}.pt", what="dataset split", hint=hint)
+            raise UserError(f"{folder / f'{split}.pt'} does not match its manifest checksum: {MISSING_HINT}")
+    raw = load_torch(folder / f"{split}.pt", what="dataset split", hint=MISSING_HINT)
     extra = {k: v for k, v in raw.items() if k not in ("images", "labels", "boxes")}
     return Split(raw["images"], raw["labels"], raw.get("boxes"), extra)
 

@@ -1,0 +1,51 @@
+"""Stages fail fast on bad input: one line on stderr naming the problem and the fix, exit code 2."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_stage(tmp_path: Path, script: str, *args: str) -> subprocess.CompletedProcess:
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    return subprocess.run([sys.executable, str(ROOT / "stages" / script), *args], cwd=tmp_path,
+                          capture_output=True, text=True)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, pattern: str) -> None:
+    import re
+
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert re.search(pattern, lines[0]), lines[0]
+
+
+@pytest.mark.parametrize(
+    "script,args,pattern",
+    [
+        ("train_classifier.py", ["--arch", "plain", "--depth", "20", "--variant", "relu-bn"],
+         r"dataset data/cifar10 is missing .*run `dvc repro download`"),
+        ("train_classifier.py", ["--arch", "plain", "--depth", "21", "--variant", "relu-bn"],
+         r"depth 21 is not 6n\+2; nearest valid depths: 20, 26"),
+        ("train_classifier.py", ["--arch", "plain", "--depth", "20", "--variant", "relu-bn", "--device", "cuda:7"],
+         r"asked for CUDA but no CUDA device is available|cuda:7"),
+        ("gradient_stats.py", ["--trained", "plain-20-relu-bn"],
+         r"no trained checkpoint models/classifier/plain-20-relu-bn.pt: run `dvc repro train_classifier@plain-20-relu-bn`"),
+        ("segment_mnist.py", [], r"dataset data/mnist is missing"),
+        ("compare_classifiers.py", [], r"metrics/train_classifier/plain-20-relu-bn.json does not exist"),
+    ],
+)
+def test_stage_bad_input(tmp_path, script, args, pattern):
+    assert_one_line_error(run_stage(tmp_path, script, *args), pattern)
+
+
+def test_unknown_dataset_is_an_argparse_error(tmp_path):
+    proc = run_stage(tmp_path, "download.py", "imagenet")
+    assert proc.returncode == 2 and "invalid choice: 'imagenet'" in proc.stderr
