@@ -47,14 +47,19 @@ def accuracy_table(metrics: list[dict]) -> pd.DataFrame:
 
 
 def table_metrics(table: pd.DataFrame) -> dict:
-    """Nested dict ``{variant: {"depth-20": {"plain": .., "residual": .., "residual_minus_plain": ..}}}``."""
+    """Nested dict ``{variant: {"depth-20": {"plain": .., "residual": .., "residual_minus_plain": ..}}}``.
+
+    Each variant also gets ``"deepest"`` (the same entry for its largest depth, plus ``depth``), so that
+    ``dvc metrics diff`` between two depth sweeps puts their deepest nets' accuracies on one row.
+    """
     out: dict = {}
-    for row in table.itertuples(index=False):
+    for row in table.sort_values("depth").itertuples(index=False):
         entry = {}
         for col in ("plain", "residual", "residual_minus_plain"):
             value = getattr(row, col)
             entry[col] = None if pd.isna(value) else round(float(value), 4)
         out.setdefault(row.variant, {})[f"depth-{row.depth}"] = entry
+        out[row.variant]["deepest"] = {"depth": int(row.depth), **entry}
     return out
 
 

@@ -262,3 +262,190 @@ def model_config(arch: str, depth: int, variant: str, init: str | None = None, p
     if init is not None:
         config["init"] = init
     return CifarNetConfig.from_dict(config).to_dict()
+
+
+# --------------------------------------------------------------------------- Grad-CAM
+
+#: ``gradcam.class_name: null`` shows the dataset's class with this index: "cat" in CIFAR-10's order
+#: (airplane, automobile, bird, cat, ...), "cross" in the synthetic shapes.
+GRADCAM_DEFAULT_CLASS_INDEX = 3
+
+
+@dataclass(frozen=True)
+class GradCamParams:
+    class_name: str | None  # the class of the close-up figure; None = class GRADCAM_DEFAULT_CLASS_INDEX
+    k: int  # how many test images of that class (the first k)
+    layer: str  # dotted module name of the explained layer, e.g. "layer3" (the last stage's output)
+    n_eval: int  # localisation/deletion metrics over the first n_eval test images
+    deletion_steps: int  # points of the deletion curve besides the intact image
+    batch_size: int  # images per forward pass (memory and speed only)
+    seed: int  # random deletion order
+
+    def class_index(self, classes: list[str]) -> int:
+        """The index of ``class_name`` in the dataset's ``classes`` (a :class:`UserError` if it is not one)."""
+        if self.class_name is None:
+            if len(classes) <= GRADCAM_DEFAULT_CLASS_INDEX:
+                raise UserError(
+                    f"params.yaml: gradcam.class_name=null means class {GRADCAM_DEFAULT_CLASS_INDEX}, but the dataset "
+                    f"has {len(classes)} classes: set gradcam.class_name to one of {', '.join(classes)}"
+                )
+            return GRADCAM_DEFAULT_CLASS_INDEX
+        if self.class_name not in classes:
+            raise UserError(
+                f"params.yaml: gradcam.class_name={self.class_name!r} is not a class of the dataset; use one of "
+                f"{', '.join(classes)} (or null for class {GRADCAM_DEFAULT_CLASS_INDEX})"
+            )
+        return classes.index(self.class_name)
+
+
+def gradcam_params(params: dict) -> GradCamParams:
+    s = "gradcam"
+    class_name = get(params, f"{s}.class_name")
+    if class_name is not None and (not isinstance(class_name, str) or not class_name):
+        raise UserError(f"params.yaml: {s}.class_name={class_name!r} must be a class name, e.g. cat, or null")
+    layer = get(params, f"{s}.layer")
+    if not isinstance(layer, str) or not layer:
+        raise UserError(f"params.yaml: {s}.layer={layer!r} must be a module name of the CIFAR net, e.g. layer3")
+    return GradCamParams(
+        class_name=class_name,
+        k=integer(f"{s}.k", get(params, f"{s}.k"), 1),
+        layer=layer,
+        n_eval=integer(f"{s}.n_eval", get(params, f"{s}.n_eval"), 1),
+        deletion_steps=integer(f"{s}.deletion_steps", get(params, f"{s}.deletion_steps"), 1),
+        batch_size=integer(f"{s}.batch_size", get(params, f"{s}.batch_size"), 1),
+        seed=integer("seed", get(params, "seed"), 0),
+    )
+
+
+# --------------------------------------------------------------------------- MNIST CNN and FCN surgery
+
+#: TrainConfig fields a stage sets itself: they must not appear in a ``training`` section.
+RESERVED_TRAIN_KEYS = {"seed": "the top-level seed", "device": "the stage's --device option (or $CNNLAB_DEVICE)"}
+FCN_VARIANT_KEYS = ("freeze_encoder", "decoder_channels", "training")
+CLASS_WEIGHTINGS = ("none", "inverse_sqrt_frequency")
+
+
+def _section(params: dict, key: str, allowed: Iterable[str] | None = None) -> dict:
+    """The mapping at ``key``; with ``allowed``, unknown keys in it are a :class:`UserError`."""
+    value = get(params, key)
+    if not isinstance(value, dict):
+        raise UserError(f"params.yaml: {key}={value!r} must be a mapping of keys to values")
+    if allowed is not None:
+        allowed = list(allowed)
+        unknown = sorted(str(k) for k in value if k not in allowed)
+        if unknown:
+            raise UserError(f"params.yaml: unknown key(s) {', '.join(unknown)} in {key}: allowed keys are {', '.join(allowed)}")
+    return value
+
+
+def _located(where: str, err: UserError) -> UserError:
+    """Prefix a config class's own message with the params.yaml section it came from."""
+    return UserError(f"params.yaml: {where}: {err}")
+
+
+def train_config(
+    params: dict, key: str, overrides: Mapping[str, Any] | None = None, overrides_key: str = "", device: str | None = None
+) -> "TrainConfig":  # noqa: F821 - cnnlab.training.TrainConfig
+    """A validated :class:`~cnnlab.training.TrainConfig` from the mapping at ``key`` updated with ``overrides``.
+
+    ``seed`` comes from the top-level ``seed`` and ``device`` from the caller, never from the section.
+    Everything but the batch size (which needs the data) is checked here, so a bad value fails at start-up.
+    """
+    import sys
+
+    from cnnlab.training import TrainConfig
+
+    where = f"{key} (updated by {overrides_key})" if overrides else key
+    section = {**_section(params, key), **(overrides or {})}
+    for name, source in RESERVED_TRAIN_KEYS.items():
+        if name in section:
+            raise UserError(f"params.yaml: {where} sets {name}={section[name]!r}: remove it, {name} comes from {source}")
+    seed = integer("seed", get(params, "seed"), 0)
+    try:
+        config = TrainConfig.from_dict({**section, "seed": seed, "device": device})
+        config.validate(n_train=sys.maxsize)  # fit() checks batch_size against the real number of examples
+    except UserError as err:
+        raise _located(where, err) from None
+    return config
+
+
+def mnist_cnn_config(params: dict) -> "MnistCnnConfig":  # noqa: F821 - cnnlab.models.mnist.MnistCnnConfig
+    """The architecture in ``train_mnist_cnn.model``: what ``train_mnist_cnn`` builds and ``train_fcn`` expects."""
+    from cnnlab.models.mnist import MnistCnnConfig
+
+    key = "train_mnist_cnn.model"
+    section = _section(params, key)
+    try:
+        return MnistCnnConfig.from_dict(section)
+    except UserError as err:
+        raise _located(key, err) from None
+
+
+@dataclass(frozen=True)
+class MnistCnnParams:
+    """Section ``train_mnist_cnn``: ``model`` (MnistCnnConfig fields), ``training`` (TrainConfig fields), ``augment``."""
+
+    model: "MnistCnnConfig"  # noqa: F821
+    train: "TrainConfig"  # noqa: F821
+    augment: bool
+    seed: int
+
+
+def mnist_cnn_params(params: dict, device: str | None = None) -> MnistCnnParams:
+    s = "train_mnist_cnn"
+    section = _section(params, s, allowed=("model", "training", "augment"))
+    return MnistCnnParams(
+        model=mnist_cnn_config(params),
+        train=train_config(params, f"{s}.training", device=device),
+        augment=boolean(f"{s}.augment", get(section, "augment", False)),
+        seed=integer("seed", get(params, "seed"), 0),
+    )
+
+
+@dataclass(frozen=True)
+class FcnParams:
+    """Section ``train_fcn`` for one variant, plus the encoder architecture the CNN checkpoint must have.
+
+    ``train`` is ``train_fcn.training`` updated by ``train_fcn.<variant>.training``; ``model`` holds
+    ``train_fcn.<variant>``'s FcnConfig fields (``freeze_encoder``, ``decoder_channels``).
+    """
+
+    variant: str
+    encoder: "MnistCnnConfig"  # noqa: F821
+    model: "FcnConfig"  # noqa: F821
+    train: "TrainConfig"  # noqa: F821
+    train_size: int | None
+    class_weighting: str
+    confusion_pixels: int
+    preview_digits: int
+    preview_canvases: int
+    seed: int
+
+
+def fcn_params(params: dict, variant: str, device: str | None = None) -> FcnParams:
+    from cnnlab.models.fcn import VARIANTS, FcnConfig
+
+    if variant not in VARIANTS:
+        raise UserError(f"unknown FCN variant {variant!r}: use one of {', '.join(VARIANTS)}")
+    s = "train_fcn"
+    variant_key = f"{s}.{variant}"
+    section = _section(params, variant_key, allowed=FCN_VARIANT_KEYS)
+    overrides = section.get("training") or {}
+    if not isinstance(overrides, dict):
+        raise UserError(f"params.yaml: {variant_key}.training={overrides!r} must be a mapping of training keys to values")
+    try:
+        model = FcnConfig(variant=variant, **{k: v for k, v in section.items() if k != "training"})
+    except UserError as err:
+        raise _located(variant_key, err) from None
+    return FcnParams(
+        variant=variant,
+        encoder=mnist_cnn_config(params),
+        model=model,
+        train=train_config(params, f"{s}.training", overrides, f"{variant_key}.training", device),
+        train_size=integer(f"{s}.train_size", get(params, f"{s}.train_size"), 1, allow_none=True),
+        class_weighting=choice(f"{s}.class_weighting", get(params, f"{s}.class_weighting"), CLASS_WEIGHTINGS),
+        confusion_pixels=integer(f"{s}.confusion_pixels", get(params, f"{s}.confusion_pixels"), 1),
+        preview_digits=integer(f"{s}.preview.digits", get(params, f"{s}.preview.digits"), 1),
+        preview_canvases=integer(f"{s}.preview.canvases", get(params, f"{s}.preview.canvases"), 1),
+        seed=integer("seed", get(params, "seed"), 0),
+    )

@@ -33,7 +33,8 @@ def test_accuracy_table_pairs_plain_and_residual_per_depth():
     assert math.isclose(table.loc[1, "residual_minus_plain"], 0.18)
     assert table_metrics(table) == {"relu-bn": {
         "depth-20": {"plain": 0.8, "residual": 0.85, "residual_minus_plain": 0.05},
-        "depth-56": {"plain": 0.7, "residual": 0.88, "residual_minus_plain": 0.18}}}
+        "depth-56": {"plain": 0.7, "residual": 0.88, "residual_minus_plain": 0.18},
+        "deepest": {"depth": 56, "plain": 0.7, "residual": 0.88, "residual_minus_plain": 0.18}}}
     md = to_markdown(table)
     assert "| relu-bn | 56 | 70.00 | 88.00 | +18.00 |" in md
 
