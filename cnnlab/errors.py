@@ -7,6 +7,7 @@ Anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import Callable
 
@@ -16,7 +17,12 @@ class UserError(Exception):
 
 
 def run_cli(main: Callable[[], object]) -> None:
-    """Run a stage's ``main`` and turn a :class:`UserError` into a one-line message and exit code 2."""
+    """Run a stage's ``main`` and turn a :class:`UserError` into a one-line message and exit code 2.
+
+    SIGTERM (what ``kill`` and job schedulers send) raises ``SystemExit`` so that ``finally`` blocks run
+    and temporary outputs are removed, as on Ctrl-C.
+    """
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         main()
     except UserError as err:
@@ -25,3 +31,8 @@ def run_cli(main: Callable[[], object]) -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         raise SystemExit(130) from None
+
+
+def _terminate(signum: int, frame: object) -> None:
+    print("terminated", file=sys.stderr)
+    raise SystemExit(128 + signum)

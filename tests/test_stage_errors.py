@@ -49,3 +49,32 @@ def test_stage_bad_input(tmp_path, script, args, pattern):
 def test_unknown_dataset_is_an_argparse_error(tmp_path):
     proc = run_stage(tmp_path, "download.py", "imagenet")
     assert proc.returncode == 2 and "invalid choice: 'imagenet'" in proc.stderr
+
+
+def test_sigterm_removes_temporary_outputs(tmp_path):
+    """A stage killed mid-write leaves neither a half-written output nor its temporary folder."""
+    import signal
+    import textwrap
+    import time
+
+    script = tmp_path / "slow_stage.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {str(ROOT)!r})
+        from cnnlab.errors import run_cli
+        from cnnlab.io import atomic_dir
+
+        def main():
+            with atomic_dir("out") as tmp:
+                (tmp / "part.txt").write_text("half")
+                print("writing", flush=True)
+                time.sleep(60)
+
+        run_cli(main)
+    """))
+    proc = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "writing"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    time.sleep(0.1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["slow_stage.py"]
