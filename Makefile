@@ -19,7 +19,8 @@ QUICK_PARAMS := \
 	-S data.cifar10.train_size=2000 -S data.cifar10.test_size=500 \
 	-S segment_mnist.canvas.count=64 \
 	-S 'classifier.depths=[8,20]' -S train_classifier.epochs=3 -S train_classifier.show_progress=false \
-	-S 'gradient_matrix.depths=[8,20]' -S gradient_stats.iterations=10 -S gradient_stats.batch_size=32
+	-S 'gradient_matrix.depths=[8,20]' -S gradient_stats.iterations=10 -S gradient_stats.batch_size=32 \
+	-S gradcam.n_eval=200
 
 .PHONY: setup test test-all repro quick dag clean-venv
 

@@ -9,6 +9,7 @@ import pandas as pd
 
 from cnnlab.errors import UserError
 from cnnlab.io import read_json
+from cnnlab.params import split_key
 
 
 def read_metrics_folder(folder: str | Path) -> list[dict]:
@@ -18,12 +19,6 @@ def read_metrics_folder(folder: str | Path) -> list[dict]:
     if not files:
         raise UserError(f"no metrics in {folder}: run `dvc repro train_classifier` first")
     return [read_json(f) for f in files]
-
-
-def split_key(key: str) -> tuple[str, int, str]:
-    """``"residual-56-relu-bn"`` -> ``("residual", 56, "relu-bn")``."""
-    arch, depth, variant = key.split("-", 2)
-    return arch, int(depth), variant
 
 
 def accuracy_table(metrics: list[dict]) -> pd.DataFrame:

@@ -71,3 +71,9 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         for module, training in flags:
             module.training = training
+
+
+def add_device_argument(parser) -> None:
+    """The ``--device`` option every computing stage has (default ``$CNNLAB_DEVICE`` or auto)."""
+    parser.add_argument("--device", default=os.environ.get("CNNLAB_DEVICE", "auto"),
+                        help="auto (CUDA if available), cpu or cuda[:N]; default $CNNLAB_DEVICE or auto")

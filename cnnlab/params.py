@@ -203,6 +203,15 @@ def classifier_key(arch: str, depth: int, variant: str) -> str:
     return f"{arch}-{depth}-{variant}"
 
 
+def split_key(key: str) -> tuple[str, int, str]:
+    """The inverse of :func:`classifier_key`: ``"residual-56-relu-bn"`` -> ``("residual", 56, "relu-bn")``."""
+    try:
+        arch, depth, variant = key.split("-", 2)
+        return arch, int(depth), variant
+    except ValueError:
+        raise UserError(f"{key!r} is not a classifier key <arch>-<depth>-<variant>, e.g. residual-56-relu-bn") from None
+
+
 def classifier_params(params: dict, arch: str, depth: int, variant: str, device: str | None = None) -> ClassifierParams:
     """The model and training config of one classifier of the ``classifier`` matrix."""
     from cnnlab.training import TrainConfig

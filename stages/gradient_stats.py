@@ -11,7 +11,6 @@ first_last.csv: first and last layer per iteration) and ``metrics/gradient_stats
 """
 
 import argparse
-import os
 from pathlib import Path
 
 import _bootstrap  # noqa: F401
@@ -20,14 +19,12 @@ import torch
 
 from cnnlab.augment import make_prepare
 from cnnlab.data.canonical import load_manifest, load_split
-from cnnlab.device import configure_threads, pick_device, seed_everything
-from cnnlab.errors import UserError, run_cli
+from cnnlab.device import add_device_argument, configure_threads, pick_device, seed_everything
+from cnnlab.errors import run_cli
 from cnnlab.gradients import first_last_table, layer_profile, record_gradient_stats, summarize
 from cnnlab.io import atomic_path, write_json
-from cnnlab.models.cifar import CifarNetConfig, build_cifar_net
+from cnnlab.models.cifar import CifarNetConfig, build_cifar_net, load_trained_classifier
 from cnnlab.params import gradient_key, gradient_params, load_params, model_config
-from cnnlab.compare import split_key
-from cnnlab.training import load_checkpoint
 
 
 EMPTY = {
@@ -68,7 +65,7 @@ def main() -> None:
     parser.add_argument("--variant")
     parser.add_argument("--init")
     parser.add_argument("--trained", metavar="KEY", help="a train_classifier key, e.g. plain-56-relu-bn")
-    parser.add_argument("--device", default=os.environ.get("CNNLAB_DEVICE", "auto"))
+    add_device_argument(parser)
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--data", default="data/cifar10")
     args = parser.parse_args()
@@ -80,14 +77,8 @@ def main() -> None:
 
     if args.trained:
         name = f"trained-{args.trained}"
-        config = CifarNetConfig.from_dict(model_config(*split_key(args.trained), params=params))
-        model = build_cifar_net(config)
-        checkpoint = Path("models/classifier") / f"{args.trained}.pt"
-        if not checkpoint.exists():
-            raise UserError(f"no trained checkpoint {checkpoint}: run `dvc repro train_classifier@{args.trained}` first")
-        state = load_checkpoint(checkpoint, config.to_dict(), model,
-                                hint=f"rerun `dvc repro train_classifier@{args.trained}`")
-        if state["extra"].get("metrics", {}).get("diverged"):
+        model, extra = load_trained_classifier(args.trained, params)
+        if extra.get("metrics", {}).get("diverged"):
             print(f"{name}: skipped, the classifier diverged in training")
             write_outputs(name, None, {"diverged": True, "skipped": "the classifier diverged in training"})
             return

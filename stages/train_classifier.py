@@ -9,7 +9,6 @@ A run whose loss becomes NaN/inf is recorded as diverged (metrics say so; no gar
 """
 
 import argparse
-import os
 from pathlib import Path
 
 import _bootstrap  # noqa: F401
@@ -17,7 +16,7 @@ from dvclive import Live
 
 from cnnlab.augment import make_prepare
 from cnnlab.data.canonical import load_manifest, load_split
-from cnnlab.device import configure_threads, seed_everything
+from cnnlab.device import add_device_argument, configure_threads, seed_everything
 from cnnlab.errors import run_cli
 from cnnlab.io import atomic_dir, write_json
 from cnnlab.models.cifar import CifarNetConfig, build_cifar_net
@@ -33,8 +32,7 @@ def main() -> None:
     parser.add_argument("--arch", required=True)
     parser.add_argument("--depth", required=True, type=int)
     parser.add_argument("--variant", required=True)
-    parser.add_argument("--device", default=os.environ.get("CNNLAB_DEVICE", "auto"),
-                        help="auto (CUDA if available), cpu or cuda[:N]; default $CNNLAB_DEVICE or auto")
+    add_device_argument(parser)
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--data", default="data/cifar10")
     args = parser.parse_args()

@@ -9,10 +9,10 @@ from cnnlab.compare import (
     gradient_markdown,
     gradient_table,
     split_gradient_name,
-    split_key,
     table_metrics,
     to_markdown,
 )
+from cnnlab.params import split_key
 
 
 def metric(key, acc, diverged_epoch=None):

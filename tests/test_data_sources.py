@@ -213,3 +213,17 @@ def test_save_dataset_failure_keeps_previous_output(tmp_path, monkeypatch):
         save_dataset(Dataset("toy", ["a"] * 4, split.subset(torch.arange(2)), split, "synthetic"), tmp_path / "toy")
     assert (tmp_path / "toy" / "train.pt").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["toy"], "no temporary folder may survive"
+
+
+def test_atomic_outputs_get_normal_permissions(tmp_path):
+    import os
+
+    from cnnlab.io import atomic_dir, write_text
+
+    write_text(tmp_path / "a.txt", "x")
+    with atomic_dir(tmp_path / "d") as tmp:
+        (tmp / "f").write_text("y")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~umask
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o777 & ~umask

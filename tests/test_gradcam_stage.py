@@ -176,7 +176,7 @@ def test_checkpoint_of_other_classes_is_rejected(project: Path, stage: ModuleTyp
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(project)
     params = yaml.safe_load((project / "params.yaml").read_text())
-    with pytest.raises(UserError, match=r"trained on classes .*disc.* but data/cifar10 has .*airplane.*dvc repro"):
+    with pytest.raises(UserError, match=r"trained on classes .*disc.* but the data has .*airplane.*dvc repro"):
         stage.load_classifier("plain", DEPTH, VARIANT, params, CIFAR10_CLASSES, torch.device("cpu"))
 
 

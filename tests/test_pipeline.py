@@ -30,6 +30,8 @@ TINY = {
     "gradient_matrix.inits": "[default]",
     "gradient_stats.iterations": 2,
     "gradient_stats.batch_size": 16,
+    "gradcam.n_eval": 20,
+    "gradcam.deletion_steps": 4,
 }
 
 
@@ -71,6 +73,8 @@ def test_all_stages_ran_and_wrote_outputs(repo):
         "metrics/gradient_stats/plain-8-tanh-nobn-default.json",
         "metrics/gradient_stats/trained-residual-8-relu-bn.json",
         "tables/classifier_accuracy.md",
+        "metrics/gradcam/8-relu-bn.json",
+        "plots/gradcam/8-relu-bn/heatmaps.png",
         "data/mnist/manifest.json",
         "data/cifar10/manifest.json",
         "data/segmented_mnist/canvases.pt",

@@ -1,0 +1,233 @@
+"""DVC stage ``train_fcn@<variant>``: FCN surgery on the trained MNIST CNN, trained to label every pixel.
+
+    python stages/train_fcn.py {upsample|fcn8s} [--device cuda]
+
+Loads the CNN of ``train_mnist_cnn`` (``models/mnist_cnn.pt``, which must match ``train_mnist_cnn.model``),
+keeps its encoder and adds the ``<variant>`` decoder (:func:`cnnlab.models.fcn.build_fcn`), then trains on
+the segmented train digits of ``data/segmented_mnist`` with the CNN's normalisation (the MNIST mean/std
+stored in the checkpoint). Params: ``seed``, ``train_mnist_cnn.model`` and ``train_fcn`` (``training``,
+updated by ``train_fcn.<variant>.training``; ``train_size``, ``class_weighting``, ``confusion_pixels``,
+``preview``, and the variant's ``freeze_encoder``/``decoder_channels``).
+
+Evaluated with :class:`cnnlab.metrics.segmentation.SegmentationMeter` on the single-digit test split and on
+the multi-digit canvases (per-digit accuracy over each canvas's digit instances). Writes
+
+- ``models/fcn/<variant>.pt``: weights; config ``{"fcn": FcnConfig, "encoder": MnistCnnConfig}``;
+- ``metrics/train_fcn/<variant>.json``: training summary, ``digits`` and ``canvases`` metrics;
+- ``plots/train_fcn/<variant>/confusion.png``: the exact pixel confusion matrix of the test digits,
+  normalised per true class;
+- ``plots/train_fcn/<variant>/confusion.csv`` (``actual``, ``predicted``) for DVC's ``confusion``
+  template, which draws one row per sample. The test digits have millions of pixels, so the file holds a
+  deterministic (seeded) sample of ``train_fcn.confusion_pixels`` of them, stratified by true class: an
+  equal share per class (every pixel of a class with fewer), so that background, about 80% of all pixels,
+  does not swamp the plot. Its counts therefore show each true class's row of the confusion matrix with
+  equal weight, not how frequent the classes are;
+- ``plots/train_fcn/<variant>/digits.png`` and ``canvases.png``: input / ground truth / prediction for
+  seeded random test digits and canvases;
+- ``dvclive/train_fcn/<variant>/``: per-epoch train/test loss, pixel accuracy and learning rate.
+"""
+
+import argparse
+import os
+from pathlib import Path
+
+import _bootstrap  # noqa: F401
+import pandas as pd
+import torch
+from dvclive import Live
+
+from cnnlab.augment import make_prepare
+from cnnlab.data.canonical import Split, load_split
+from cnnlab.data.segmentation import SEGMENT_CLASSES, Canvases
+from cnnlab.data.sources import stratified_indices
+from cnnlab.device import configure_threads, pick_device, seed_everything
+from cnnlab.errors import UserError, run_cli
+from cnnlab.figures import confusion_figure, save_figure, segmentation_predictions
+from cnnlab.io import atomic_dir, atomic_path, load_torch, write_json
+from cnnlab.metrics.segmentation import SegmentationMeter
+from cnnlab.models.fcn import RETRAIN_HINT, build_fcn, load_encoder_checkpoint
+from cnnlab.params import FcnParams, fcn_params, load_params
+from cnnlab.training import PrepareFn, fit, predict, save_checkpoint
+
+CURVES = {"train_loss": "loss/train", "test_loss": "loss/test", "train_acc": "pixel_accuracy/train",
+          "test_acc": "pixel_accuracy/test", "lr": "lr"}
+SEGMENT_HINT = "run `dvc repro segment_mnist` first"
+
+
+def load_segmented(folder: Path) -> tuple[Split, Split, Canvases]:
+    """Train and test splits (with ``masks``) and the canvases written by ``segment_mnist``."""
+    if not (folder / "manifest.json").exists():
+        raise UserError(f"dataset {folder} is missing (no manifest.json): {SEGMENT_HINT}")
+    train, test = load_split(folder, "train"), load_split(folder, "test")
+    for name, split in (("train", train), ("test", test)):
+        if "masks" not in split.extra:
+            raise UserError(f"{folder / f'{name}.pt'} has no masks, it is not segment_mnist output: {SEGMENT_HINT}")
+    canvases = load_torch(folder / "canvases.pt", what="canvas file", hint=SEGMENT_HINT)
+    return train, test, Canvases(**canvases)
+
+
+def encoder_normalisation(path: Path) -> tuple[list[float], list[float]]:
+    """The per-channel mean/std the CNN was trained with (``extra`` of its checkpoint)."""
+    extra = load_torch(path, what="checkpoint", hint=RETRAIN_HINT).get("extra") or {}
+    if "train_mean" not in extra or "train_std" not in extra:
+        raise UserError(f"checkpoint {path} does not record its normalisation (train_mean/train_std): {RETRAIN_HINT}")
+    return extra["train_mean"], extra["train_std"]
+
+
+def class_weights(masks: torch.Tensor, num_classes: int, scheme: str) -> torch.Tensor | None:
+    """Cross-entropy class weights from the pixel counts of the training masks (``None`` for ``"none"``).
+
+    ``inverse_sqrt_frequency``: ``w_c = f_c ** -0.5`` for a class with pixel frequency ``f_c``, scaled so
+    the average weight over all training pixels is 1; a class without training pixels gets weight 0.
+    """
+    if scheme == "none":
+        return None
+    counts = torch.bincount(masks.reshape(-1).long(), minlength=num_classes).double()
+    freq = counts / counts.sum()
+    weights = torch.where(freq > 0, freq.clamp_min(1e-12).rsqrt(), torch.zeros_like(freq))
+    return (weights / (freq * weights).sum()).float()
+
+
+def segment(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    masks: torch.Tensor,
+    instances: torch.Tensor | None,
+    prepare: PrepareFn,
+    batch_size: int,
+    device: torch.device,
+) -> tuple[torch.Tensor, dict, torch.Tensor]:
+    """Predicted class maps (uint8 ``[N, H, W]``), the :class:`SegmentationMeter` metrics and pixel confusion."""
+    meter = SegmentationMeter(len(SEGMENT_CLASSES), SEGMENT_CLASSES)
+    preds = []
+    for start in range(0, len(images), batch_size):
+        batch = slice(start, start + batch_size)
+        pred = predict(model, images[batch], prepare, batch_size, device).argmax(dim=1).to(torch.uint8)
+        meter.update(pred, masks[batch], None if instances is None else instances[batch])
+        preds.append(pred)
+    return torch.cat(preds), meter.compute(), meter.confusion
+
+
+def stratified_pixels(
+    truth: torch.Tensor, pred: torch.Tensor, total: int, num_classes: int, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(actual, predicted) classes of ``total`` pixels drawn without replacement, an equal share per true class.
+
+    Class ``c`` gets ``total // num_classes`` pixels (one more for the first ``total % num_classes``
+    classes), or all of its pixels when it has fewer.
+    """
+    truth, pred = truth.reshape(-1), pred.reshape(-1)
+    chosen = []
+    for c in range(num_classes):
+        members = torch.nonzero(truth == c).flatten()
+        share = total // num_classes + (c < total % num_classes)
+        chosen.append(members[torch.randperm(members.numel(), generator=gen)[:share]])
+    index = torch.cat(chosen)
+    return truth[index].long(), pred[index].long()
+
+
+def write_confusion_csv(path: Path, actual: torch.Tensor, predicted: torch.Tensor) -> None:
+    names = pd.Series(SEGMENT_CLASSES)
+    table = pd.DataFrame({"actual": names[actual.numpy()].values, "predicted": names[predicted.numpy()].values})
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False)
+
+
+def summary_line(metrics: dict) -> str:
+    shown = {"mean IoU": "mean_iou", "foreground IoU": "foreground_iou", "digit accuracy": "digit_accuracy"}
+    return ", ".join(f"{label} {'n/a' if metrics[key] is None else format(metrics[key], '.3f')}"
+                     for label, key in shown.items())
+
+
+def train(p: FcnParams, args: argparse.Namespace, data: Path) -> None:
+    encoder_path = Path(args.encoder)
+    cnn = load_encoder_checkpoint(encoder_path, p.encoder)
+    mean, std = encoder_normalisation(encoder_path)
+    train_split, test, canvases = load_segmented(data)
+    if p.train_size is not None:
+        gen = torch.Generator().manual_seed(p.seed)
+        train_split = train_split.subset(stratified_indices(train_split.labels, p.train_size, gen, "train_fcn.train_size"))
+    threads = configure_threads()
+    seed_everything(p.seed)
+    device = pick_device(args.device)
+    model = build_fcn(cnn, p.model)
+    prepare = make_prepare(mean, std, augment=False, channels_last=p.train.channels_last)
+    train_masks, test_masks = train_split.extra["masks"], test.extra["masks"]
+    weights = class_weights(train_masks, p.model.num_classes, p.class_weighting)
+    n_params = sum(t.numel() for t in model.parameters())
+    n_trainable = sum(t.numel() for t in model.parameters() if t.requires_grad)
+    name = f"fcn-{p.variant}"
+    print(f"{name}: {n_params / 1e3:.0f}k parameters ({n_trainable / 1e3:.0f}k trainable), {len(train_split)} train "
+          f"digits, {len(test)} test digits, {len(canvases.images)} canvases, {p.train.epochs} epochs, {threads} CPU threads")
+
+    with atomic_dir(Path("dvclive/train_fcn") / p.variant) as tmp:
+        with Live(str(tmp), dvcyaml=False, save_dvc_exp=False, report=None) as live:
+            def on_epoch(row: dict) -> None:
+                live.step = row["epoch"]  # x axis = epoch (1-based)
+                for field, curve in CURVES.items():
+                    live.log_metric(curve, row[field])
+
+            result = fit(model, (train_split.images, train_masks.long()), (test.images, test_masks.long()), p.train,
+                         prepare, class_weights=weights, on_epoch=on_epoch, name=name)
+        (tmp / "metrics.json").unlink(missing_ok=True)  # the scalar results live in metrics/ (below)
+
+    batch = p.train.eval_batch_size
+    digit_pred, digit_metrics, digit_confusion = segment(model, test.images, test_masks, None, prepare, batch, device)
+    canvas_pred, canvas_metrics, _ = segment(
+        model, canvases.images, canvases.masks, canvases.instances, prepare, batch, device
+    )
+    summary = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in result.summary().items()}
+    metrics = {
+        "variant": p.variant,
+        "params": n_params,
+        "trainable_params": n_trainable,
+        "train_images": len(train_split),
+        "diverged": result.diverged_epoch is not None,
+        "train_seconds": summary["train_seconds"],
+        "images_per_sec": summary["images_per_sec"],
+        "test_loss": summary["test_loss"],
+        "best_epoch": summary["best_epoch"],
+        "best_test_pixel_accuracy": summary["best_test_acc"],
+        "diverged_epoch": summary["diverged_epoch"],
+        "digits": digit_metrics,
+        "canvases": canvas_metrics,
+    }
+    save_checkpoint(f"models/fcn/{p.variant}.pt", model, {"fcn": p.model.to_dict(), "encoder": p.encoder.to_dict()},
+                    {"class_names": SEGMENT_CLASSES, "train_mean": mean, "train_std": std,
+                     "class_weights": None if weights is None else weights.tolist(), "metrics": metrics})
+    write_json(f"metrics/train_fcn/{p.variant}.json", metrics)
+
+    plots = Path("plots/train_fcn") / p.variant
+    gen = torch.Generator().manual_seed(p.seed)
+    actual, predicted = stratified_pixels(test_masks, digit_pred, p.confusion_pixels, len(SEGMENT_CLASSES), gen)
+    write_confusion_csv(plots / "confusion.csv", actual, predicted)
+    save_figure(confusion_figure(digit_confusion, SEGMENT_CLASSES,
+                                 f"FCN {p.variant}: pixel confusion on the test digits"), plots / "confusion.png")
+    for file_name, images, truth, pred, count, what, m in (
+        ("digits.png", test.images, test_masks, digit_pred, p.preview_digits, "test digits", digit_metrics),
+        ("canvases.png", canvases.images, canvases.masks, canvas_pred, p.preview_canvases, "canvases", canvas_metrics),
+    ):
+        pick = torch.randperm(len(images), generator=gen)[:count]
+        title = f"FCN {p.variant} on {what}: {summary_line(m)}"
+        save_figure(segmentation_predictions(images[pick], truth[pick], pred[pick], SEGMENT_CLASSES, title),
+                    plots / file_name)
+    state = f"DIVERGED in epoch {result.diverged_epoch}" if metrics["diverged"] else "done"
+    print(f"{name}: {state}, {result.train_seconds:.0f} s training; test digits: {summary_line(digit_metrics)}; "
+          f"canvases: {summary_line(canvas_metrics)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("variant", help="decoder: upsample or fcn8s")
+    parser.add_argument("--device", default=os.environ.get("CNNLAB_DEVICE", "auto"),
+                        help="auto (CUDA if available), cpu or cuda[:N]; default $CNNLAB_DEVICE or auto")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--data", default="data/segmented_mnist")
+    parser.add_argument("--encoder", default="models/mnist_cnn.pt", help="checkpoint written by train_mnist_cnn")
+    args = parser.parse_args()
+    p = fcn_params(load_params(args.params), args.variant, args.device)
+    train(p, args, Path(args.data))
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,86 @@
+"""DVC stage ``train_mnist_cnn``: train the MNIST digit classifier whose encoder the FCNs reuse.
+
+    python stages/train_mnist_cnn.py [--device cuda]
+
+Reads ``data/mnist`` and params ``seed``, ``train_mnist_cnn`` (``model``: the architecture,
+``training``: the optimisation, ``augment``); writes ``models/mnist_cnn.pt`` (weights, the model config
+that ``train_fcn`` checks, and the normalisation in ``extra``: ``train_mean``/``train_std``),
+``metrics/train_mnist_cnn.json`` and the DVCLive curves ``dvclive/train_mnist_cnn/``.
+"""
+
+import argparse
+import os
+from pathlib import Path
+
+import _bootstrap  # noqa: F401
+from dvclive import Live
+
+from cnnlab.augment import make_prepare
+from cnnlab.data.canonical import load_manifest, load_split
+from cnnlab.device import configure_threads, seed_everything
+from cnnlab.errors import UserError, run_cli
+from cnnlab.io import atomic_dir, write_json
+from cnnlab.models.mnist import MnistCnn
+from cnnlab.params import load_params, mnist_cnn_params
+from cnnlab.training import fit, save_checkpoint
+
+NAME = "train_mnist_cnn"
+CHECKPOINT = "models/mnist_cnn.pt"
+CURVES = {"train_loss": "loss/train", "test_loss": "loss/test", "train_acc": "accuracy/train",
+          "test_acc": "accuracy/test", "lr": "lr"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default=os.environ.get("CNNLAB_DEVICE", "auto"),
+                        help="auto (CUDA if available), cpu or cuda[:N]; default $CNNLAB_DEVICE or auto")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--data", default="data/mnist")
+    args = parser.parse_args()
+
+    p = mnist_cnn_params(load_params(args.params), args.device)
+    if not (Path(args.data) / "manifest.json").exists():
+        raise UserError(f"dataset {args.data} is missing (no manifest.json): run `dvc repro download@mnist` first")
+    manifest = load_manifest(args.data)
+    shape, classes = manifest["image_shape"], manifest["classes"]
+    if shape[0] != p.model.in_channels or len(classes) != p.model.num_classes:
+        raise UserError(
+            f"{args.data} has {shape[0]}-channel images and {len(classes)} classes, but train_mnist_cnn.model asks for "
+            f"in_channels={p.model.in_channels} and num_classes={p.model.num_classes}: fix the params or the data"
+        )
+    threads = configure_threads()
+    seed_everything(p.seed)
+    train, test = load_split(args.data, "train"), load_split(args.data, "test")
+    model = MnistCnn(p.model)
+    prepare = make_prepare(manifest["train_mean"], manifest["train_std"], p.augment, p.train.channels_last)
+    n_params = sum(t.numel() for t in model.parameters())
+    print(f"{NAME}: {n_params / 1e3:.0f}k parameters, {len(train)} train / {len(test)} test images, "
+          f"{p.train.epochs} epochs, {threads} CPU threads")
+
+    with atomic_dir(Path("dvclive") / NAME) as tmp:
+        with Live(str(tmp), dvcyaml=False, save_dvc_exp=False, report=None) as live:
+            def on_epoch(row: dict) -> None:
+                live.step = row["epoch"]  # x axis = epoch (1-based)
+                for field, name in CURVES.items():
+                    live.log_metric(name, row[field])
+
+            result = fit(model, (train.images, train.labels), (test.images, test.labels), p.train, prepare,
+                         on_epoch=on_epoch, name=NAME)
+        (tmp / "metrics.json").unlink(missing_ok=True)  # the scalar results live in metrics/ (below)
+
+    metrics = {
+        "params": n_params,
+        "diverged": result.diverged_epoch is not None,
+        **{k: (round(v, 6) if isinstance(v, float) else v) for k, v in result.summary().items()},
+    }
+    save_checkpoint(CHECKPOINT, model, p.model.to_dict(),
+                    {"classes": classes, "train_mean": manifest["train_mean"], "train_std": manifest["train_std"],
+                     "metrics": metrics})
+    write_json(f"metrics/{NAME}.json", metrics)
+    state = f"DIVERGED in epoch {result.diverged_epoch}" if metrics["diverged"] else "done"
+    print(f"{NAME}: {state}; test accuracy {result.test_acc:.4f} (best {result.best_test_acc} at epoch "
+          f"{result.best_epoch}), {result.images_per_sec:.0f} images/s")
+
+
+if __name__ == "__main__":
+    run_cli(main)
