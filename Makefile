@@ -20,7 +20,10 @@ QUICK_PARAMS := \
 	-S segment_mnist.canvas.count=64 \
 	-S 'classifier.depths=[8,20]' -S train_classifier.epochs=3 -S train_classifier.show_progress=false \
 	-S 'gradient_matrix.depths=[8,20]' -S gradient_stats.iterations=10 -S gradient_stats.batch_size=32 \
-	-S gradcam.n_eval=200
+	-S gradcam.n_eval=200 \
+	-S train_mnist_cnn.training.epochs=2 -S train_mnist_cnn.training.show_progress=false \
+	-S train_fcn.train_size=null -S train_fcn.training.epochs=2 -S train_fcn.upsample.training.epochs=3 \
+	-S train_fcn.training.show_progress=false -S train_fcn.confusion_pixels=2200
 
 .PHONY: setup test test-all repro quick dag clean-venv
 

@@ -12,20 +12,16 @@ import argparse
 from pathlib import Path
 
 import _bootstrap  # noqa: F401
-from dvclive import Live
 
 from cnnlab.augment import make_prepare
 from cnnlab.data.canonical import load_manifest, load_split
 from cnnlab.device import add_device_argument, configure_threads, seed_everything
 from cnnlab.errors import run_cli
-from cnnlab.io import atomic_dir, write_json
+from cnnlab.io import write_json
 from cnnlab.models.cifar import CifarNetConfig, build_cifar_net
 from cnnlab.params import classifier_params, load_params
-from cnnlab.training import fit, save_checkpoint
-
-CURVES = {"train_loss": "loss/train", "test_loss": "loss/test", "train_acc": "accuracy/train",
-          "test_acc": "accuracy/test", "lr": "lr"}
-
+from cnnlab.tracking import fit_with_curves, result_line, result_metrics
+from cnnlab.training import save_checkpoint
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -49,32 +45,14 @@ def main() -> None:
     print(f"{p.key}: {n_params / 1e6:.3f}M parameters, {len(train)} train / {len(test)} test images, "
           f"{p.train.epochs} epochs, {threads} CPU threads")
 
-    live_dir = Path("dvclive/train_classifier") / p.key
-    with atomic_dir(live_dir) as tmp:
-        with Live(str(tmp), dvcyaml=False, save_dvc_exp=False, report=None) as live:
-            def on_epoch(row: dict) -> None:
-                live.step = row["epoch"]  # x axis = epoch (1-based)
-                for field, name in CURVES.items():
-                    live.log_metric(name, row[field])
-
-            result = fit(model, (train.images, train.labels), (test.images, test.labels), p.train, prepare,
-                         on_epoch=on_epoch, name=p.key)
-        (tmp / "metrics.json").unlink(missing_ok=True)  # the scalar results live in metrics/ (below)
-
-    metrics = {
-        "model": p.key,
-        "params": n_params,
-        "diverged": result.diverged_epoch is not None,
-        **{k: (round(v, 6) if isinstance(v, float) else v) for k, v in result.summary().items()},
-    }
+    result = fit_with_curves(Path("dvclive/train_classifier") / p.key, model, (train.images, train.labels),
+                             (test.images, test.labels), p.train, prepare, name=p.key)
+    metrics = result_metrics(result, model=p.key, params=n_params)
     save_checkpoint(f"models/classifier/{p.key}.pt", model, model_config.to_dict(),
                     {"classes": manifest["classes"], "train_mean": manifest["train_mean"],
                      "train_std": manifest["train_std"], "metrics": metrics})
     write_json(f"metrics/train_classifier/{p.key}.json", metrics)
-    state = f"DIVERGED in epoch {result.diverged_epoch}" if metrics["diverged"] else "done"
-    print(f"{p.key}: {state}; test accuracy {result.test_acc:.4f} (best {result.best_test_acc} at epoch "
-          f"{result.best_epoch}), {result.images_per_sec:.0f} images/s")
-
+    print(result_line(p.key, result))
 
 if __name__ == "__main__":
     run_cli(main)

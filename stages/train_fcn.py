@@ -29,12 +29,12 @@ the multi-digit canvases (per-digit accuracy over each canvas's digit instances)
 
 import argparse
 import os
+from dataclasses import fields
 from pathlib import Path
 
 import _bootstrap  # noqa: F401
 import pandas as pd
 import torch
-from dvclive import Live
 
 from cnnlab.augment import make_prepare
 from cnnlab.data.canonical import Split, load_split
@@ -43,14 +43,13 @@ from cnnlab.data.sources import stratified_indices
 from cnnlab.device import configure_threads, pick_device, seed_everything
 from cnnlab.errors import UserError, run_cli
 from cnnlab.figures import confusion_figure, save_figure, segmentation_predictions
-from cnnlab.io import atomic_dir, atomic_path, load_torch, write_json
+from cnnlab.io import atomic_path, load_torch, write_json
 from cnnlab.metrics.segmentation import SegmentationMeter
 from cnnlab.models.fcn import RETRAIN_HINT, build_fcn, load_encoder_checkpoint
 from cnnlab.params import FcnParams, fcn_params, load_params
-from cnnlab.training import PrepareFn, fit, predict, save_checkpoint
+from cnnlab.tracking import SEGMENTATION_CURVES, fit_with_curves
+from cnnlab.training import PrepareFn, predict, save_checkpoint
 
-CURVES = {"train_loss": "loss/train", "test_loss": "loss/test", "train_acc": "pixel_accuracy/train",
-          "test_acc": "pixel_accuracy/test", "lr": "lr"}
 SEGMENT_HINT = "run `dvc repro segment_mnist` first"
 
 
@@ -63,7 +62,10 @@ def load_segmented(folder: Path) -> tuple[Split, Split, Canvases]:
         if "masks" not in split.extra:
             raise UserError(f"{folder / f'{name}.pt'} has no masks, it is not segment_mnist output: {SEGMENT_HINT}")
     canvases = load_torch(folder / "canvases.pt", what="canvas file", hint=SEGMENT_HINT)
-    return train, test, Canvases(**canvases)
+    missing = [f.name for f in fields(Canvases) if f.name not in canvases]
+    if missing:
+        raise UserError(f"{folder / 'canvases.pt'} lacks {', '.join(missing)}: {SEGMENT_HINT}")
+    return train, test, Canvases(**{f.name: canvases[f.name] for f in fields(Canvases)})
 
 
 def encoder_normalisation(path: Path) -> tuple[list[float], list[float]]:
@@ -139,8 +141,8 @@ def summary_line(metrics: dict) -> str:
                      for label, key in shown.items())
 
 
-def train(p: FcnParams, args: argparse.Namespace, data: Path) -> None:
-    encoder_path = Path(args.encoder)
+def train(p: FcnParams, encoder_path: Path, data: Path, device_name: str) -> None:
+    """Everything the stage does, once the params are validated (see the module docstring)."""
     cnn = load_encoder_checkpoint(encoder_path, p.encoder)
     mean, std = encoder_normalisation(encoder_path)
     train_split, test, canvases = load_segmented(data)
@@ -149,7 +151,7 @@ def train(p: FcnParams, args: argparse.Namespace, data: Path) -> None:
         train_split = train_split.subset(stratified_indices(train_split.labels, p.train_size, gen, "train_fcn.train_size"))
     threads = configure_threads()
     seed_everything(p.seed)
-    device = pick_device(args.device)
+    device = pick_device(device_name)
     model = build_fcn(cnn, p.model)
     prepare = make_prepare(mean, std, augment=False, channels_last=p.train.channels_last)
     train_masks, test_masks = train_split.extra["masks"], test.extra["masks"]
@@ -158,18 +160,12 @@ def train(p: FcnParams, args: argparse.Namespace, data: Path) -> None:
     n_trainable = sum(t.numel() for t in model.parameters() if t.requires_grad)
     name = f"fcn-{p.variant}"
     print(f"{name}: {n_params / 1e3:.0f}k parameters ({n_trainable / 1e3:.0f}k trainable), {len(train_split)} train "
-          f"digits, {len(test)} test digits, {len(canvases.images)} canvases, {p.train.epochs} epochs, {threads} CPU threads")
+          f"digits, {len(test)} test digits, {len(canvases.images)} canvases, {p.train.epochs} epochs, "
+          f"{threads} CPU threads")
 
-    with atomic_dir(Path("dvclive/train_fcn") / p.variant) as tmp:
-        with Live(str(tmp), dvcyaml=False, save_dvc_exp=False, report=None) as live:
-            def on_epoch(row: dict) -> None:
-                live.step = row["epoch"]  # x axis = epoch (1-based)
-                for field, curve in CURVES.items():
-                    live.log_metric(curve, row[field])
-
-            result = fit(model, (train_split.images, train_masks.long()), (test.images, test_masks.long()), p.train,
-                         prepare, class_weights=weights, on_epoch=on_epoch, name=name)
-        (tmp / "metrics.json").unlink(missing_ok=True)  # the scalar results live in metrics/ (below)
+    result = fit_with_curves(Path("dvclive/train_fcn") / p.variant, model,
+                             (train_split.images, train_masks.long()), (test.images, test_masks.long()), p.train,
+                             prepare, curves=SEGMENTATION_CURVES, class_weights=weights, name=name)
 
     batch = p.train.eval_batch_size
     digit_pred, digit_metrics, digit_confusion = segment(model, test.images, test_masks, None, prepare, batch, device)
@@ -226,7 +222,7 @@ def main() -> None:
     parser.add_argument("--encoder", default="models/mnist_cnn.pt", help="checkpoint written by train_mnist_cnn")
     args = parser.parse_args()
     p = fcn_params(load_params(args.params), args.variant, args.device)
-    train(p, args, Path(args.data))
+    train(p, Path(args.encoder), Path(args.data), args.device)
 
 
 if __name__ == "__main__":

@@ -13,21 +13,19 @@ import os
 from pathlib import Path
 
 import _bootstrap  # noqa: F401
-from dvclive import Live
 
 from cnnlab.augment import make_prepare
 from cnnlab.data.canonical import load_manifest, load_split
 from cnnlab.device import configure_threads, seed_everything
 from cnnlab.errors import UserError, run_cli
-from cnnlab.io import atomic_dir, write_json
+from cnnlab.io import write_json
 from cnnlab.models.mnist import MnistCnn
 from cnnlab.params import load_params, mnist_cnn_params
-from cnnlab.training import fit, save_checkpoint
+from cnnlab.tracking import fit_with_curves, result_line, result_metrics
+from cnnlab.training import save_checkpoint
 
 NAME = "train_mnist_cnn"
 CHECKPOINT = "models/mnist_cnn.pt"
-CURVES = {"train_loss": "loss/train", "test_loss": "loss/test", "train_acc": "accuracy/train",
-          "test_acc": "accuracy/test", "lr": "lr"}
 
 
 def main() -> None:
@@ -57,30 +55,14 @@ def main() -> None:
     print(f"{NAME}: {n_params / 1e3:.0f}k parameters, {len(train)} train / {len(test)} test images, "
           f"{p.train.epochs} epochs, {threads} CPU threads")
 
-    with atomic_dir(Path("dvclive") / NAME) as tmp:
-        with Live(str(tmp), dvcyaml=False, save_dvc_exp=False, report=None) as live:
-            def on_epoch(row: dict) -> None:
-                live.step = row["epoch"]  # x axis = epoch (1-based)
-                for field, name in CURVES.items():
-                    live.log_metric(name, row[field])
-
-            result = fit(model, (train.images, train.labels), (test.images, test.labels), p.train, prepare,
-                         on_epoch=on_epoch, name=NAME)
-        (tmp / "metrics.json").unlink(missing_ok=True)  # the scalar results live in metrics/ (below)
-
-    metrics = {
-        "params": n_params,
-        "diverged": result.diverged_epoch is not None,
-        **{k: (round(v, 6) if isinstance(v, float) else v) for k, v in result.summary().items()},
-    }
+    result = fit_with_curves(Path("dvclive") / NAME, model, (train.images, train.labels),
+                             (test.images, test.labels), p.train, prepare, name=NAME)
+    metrics = result_metrics(result, params=n_params)
     save_checkpoint(CHECKPOINT, model, p.model.to_dict(),
                     {"classes": classes, "train_mean": manifest["train_mean"], "train_std": manifest["train_std"],
                      "metrics": metrics})
     write_json(f"metrics/{NAME}.json", metrics)
-    state = f"DIVERGED in epoch {result.diverged_epoch}" if metrics["diverged"] else "done"
-    print(f"{NAME}: {state}; test accuracy {result.test_acc:.4f} (best {result.best_test_acc} at epoch "
-          f"{result.best_epoch}), {result.images_per_sec:.0f} images/s")
-
+    print(result_line(NAME, result))
 
 if __name__ == "__main__":
     run_cli(main)

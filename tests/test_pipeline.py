@@ -32,6 +32,13 @@ TINY = {
     "gradient_stats.batch_size": 16,
     "gradcam.n_eval": 20,
     "gradcam.deletion_steps": 4,
+    "train_mnist_cnn.training.epochs": 1,
+    "train_mnist_cnn.training.show_progress": "false",
+    "train_fcn.train_size": "null",
+    "train_fcn.training.epochs": 1,
+    "train_fcn.upsample.training.epochs": 1,
+    "train_fcn.training.show_progress": "false",
+    "train_fcn.confusion_pixels": 1100,
 }
 
 
@@ -74,6 +81,10 @@ def test_all_stages_ran_and_wrote_outputs(repo):
         "metrics/gradient_stats/trained-residual-8-relu-bn.json",
         "tables/classifier_accuracy.md",
         "metrics/gradcam/8-relu-bn.json",
+        "metrics/train_mnist_cnn.json",
+        "metrics/train_fcn/upsample.json",
+        "metrics/train_fcn/fcn8s.json",
+        "plots/train_fcn/fcn8s/canvases.png",
         "plots/gradcam/8-relu-bn/heatmaps.png",
         "data/mnist/manifest.json",
         "data/cifar10/manifest.json",

@@ -1,0 +1,49 @@
+"""Training with DVCLive curves: the part every trainer stage shares.
+
+:func:`fit_with_curves` runs :func:`cnnlab.training.fit` and logs each epoch's losses, accuracies
+and learning rate with DVCLive (x axis = epoch, 1-based) into ``live_dir``, which is written
+atomically (a crash leaves the previous curves, not half of new ones). DVCLive's own scalar summary
+is dropped: the scalar results go to ``metrics/`` as the stage's metrics JSON (:func:`result_metrics`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from dvclive import Live
+
+from cnnlab.io import atomic_dir
+from cnnlab.training import TrainResult, fit
+
+#: history field -> DVCLive metric name (one TSV per name under ``<live_dir>/plots/metrics/``)
+CLASSIFICATION_CURVES = {"train_loss": "loss/train", "test_loss": "loss/test", "train_acc": "accuracy/train",
+                         "test_acc": "accuracy/test", "lr": "lr"}
+SEGMENTATION_CURVES = {**CLASSIFICATION_CURVES, "train_acc": "pixel_accuracy/train", "test_acc": "pixel_accuracy/test"}
+
+
+def fit_with_curves(live_dir: str | Path, *fit_args: Any, curves: dict[str, str] = CLASSIFICATION_CURVES,
+                    **fit_kwargs: Any) -> TrainResult:
+    """``fit(*fit_args, **fit_kwargs)`` with per-epoch DVCLive curves in ``live_dir``."""
+    with atomic_dir(live_dir) as tmp:
+        with Live(str(tmp), dvcyaml=False, save_dvc_exp=False, report=None) as live:
+            def on_epoch(row: dict) -> None:
+                live.step = row["epoch"]
+                for field, name in curves.items():
+                    live.log_metric(name, row[field])
+
+            result = fit(*fit_args, on_epoch=on_epoch, **fit_kwargs)
+        (tmp / "metrics.json").unlink(missing_ok=True)
+    return result
+
+
+def result_metrics(result: TrainResult, **extra: Any) -> dict:
+    """The JSON-ready scalar results of a training run (floats rounded to 6 digits) plus ``extra``."""
+    summary = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in result.summary().items()}
+    return {**extra, "diverged": result.diverged_epoch is not None, **summary}
+
+
+def result_line(name: str, result: TrainResult) -> str:
+    state = f"DIVERGED in epoch {result.diverged_epoch}" if result.diverged_epoch is not None else "done"
+    return (f"{name}: {state}; test accuracy {result.test_acc:.4f} (best {result.best_test_acc} at epoch "
+            f"{result.best_epoch}), {result.images_per_sec:.0f} images/s")
