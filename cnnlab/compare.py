@@ -3,22 +3,10 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pandas as pd
 
-from cnnlab.errors import UserError
-from cnnlab.io import read_json
 from cnnlab.params import split_key
-
-
-def read_metrics_folder(folder: str | Path) -> list[dict]:
-    """Every ``*.json`` in ``folder`` (sorted by name); an empty or missing folder is a :class:`UserError`."""
-    folder = Path(folder)
-    files = sorted(folder.glob("*.json"))
-    if not files:
-        raise UserError(f"no metrics in {folder}: run `dvc repro train_classifier` first")
-    return [read_json(f) for f in files]
 
 
 def accuracy_table(metrics: list[dict]) -> pd.DataFrame:

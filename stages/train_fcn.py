@@ -28,7 +28,6 @@ the multi-digit canvases (per-digit accuracy over each canvas's digit instances)
 """
 
 import argparse
-import os
 from dataclasses import fields
 from pathlib import Path
 
@@ -40,7 +39,7 @@ from cnnlab.augment import make_prepare
 from cnnlab.data.canonical import Split, load_split
 from cnnlab.data.segmentation import SEGMENT_CLASSES, Canvases
 from cnnlab.data.sources import stratified_indices
-from cnnlab.device import configure_threads, pick_device, seed_everything
+from cnnlab.device import add_device_argument, configure_threads, pick_device, seed_everything
 from cnnlab.errors import UserError, run_cli
 from cnnlab.figures import confusion_figure, save_figure, segmentation_predictions
 from cnnlab.io import atomic_path, load_torch, write_json
@@ -215,8 +214,7 @@ def train(p: FcnParams, encoder_path: Path, data: Path, device_name: str) -> Non
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("variant", help="decoder: upsample or fcn8s")
-    parser.add_argument("--device", default=os.environ.get("CNNLAB_DEVICE", "auto"),
-                        help="auto (CUDA if available), cpu or cuda[:N]; default $CNNLAB_DEVICE or auto")
+    add_device_argument(parser)
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--data", default="data/segmented_mnist")
     parser.add_argument("--encoder", default="models/mnist_cnn.pt", help="checkpoint written by train_mnist_cnn")

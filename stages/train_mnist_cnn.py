@@ -9,14 +9,13 @@ that ``train_fcn`` checks, and the normalisation in ``extra``: ``train_mean``/``
 """
 
 import argparse
-import os
 from pathlib import Path
 
 import _bootstrap  # noqa: F401
 
 from cnnlab.augment import make_prepare
 from cnnlab.data.canonical import load_manifest, load_split
-from cnnlab.device import configure_threads, seed_everything
+from cnnlab.device import add_device_argument, configure_threads, seed_everything
 from cnnlab.errors import UserError, run_cli
 from cnnlab.io import write_json
 from cnnlab.models.mnist import MnistCnn
@@ -30,8 +29,7 @@ CHECKPOINT = "models/mnist_cnn.pt"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default=os.environ.get("CNNLAB_DEVICE", "auto"),
-                        help="auto (CUDA if available), cpu or cuda[:N]; default $CNNLAB_DEVICE or auto")
+    add_device_argument(parser)
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--data", default="data/mnist")
     args = parser.parse_args()
