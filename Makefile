@@ -1,5 +1,5 @@
 # cnnlab — two commands for a new machine:
-#   make test    set up .venv (if missing or requirements changed) and run the fast test suite
+#   make test    set up .venv + the offline plots page (if missing or changed) and run the fast tests
 #   make repro   set up .venv and run the whole pipeline (`dvc repro`)
 # and one for a reduced, offline run of the whole pipeline in a few minutes (what CI runs):
 #   make quick   [SOURCE=mirror MIRROR=../shared/data | SOURCE=synthetic]
@@ -7,6 +7,7 @@
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
+PLOTS_TEMPLATE := web/plots_template.html
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
 
@@ -27,7 +28,8 @@ QUICK_PARAMS := \
 
 .PHONY: setup test test-all repro quick dag clean-venv
 
-setup: $(STAMP)
+# setup = the Python venv + the offline page template for `dvc plots show` (pinned Vega from npm).
+setup: $(STAMP) $(PLOTS_TEMPLATE)
 
 $(STAMP): requirements.txt
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -35,19 +37,30 @@ $(STAMP): requirements.txt
 	$(VENV)/bin/python -m pip install --quiet -r requirements.txt
 	@touch $(STAMP)
 
-test: $(STAMP)
+# Vega, Vega-Lite and Vega-Embed inlined into DVC's page template, so `dvc plots show` works offline.
+# Registered in .dvc/config.local (untracked): without npm, DVC keeps its default page (Vega from a CDN).
+$(PLOTS_TEMPLATE): web/package.json web/package-lock.json cnnlab/vega_offline.py | $(STAMP)
+	@if command -v npm >/dev/null; then \
+		npm ci --prefix web --no-audit --no-fund --loglevel=error && \
+		$(VENV)/bin/python -m cnnlab.vega_offline --out $@ && \
+		$(VENV)/bin/dvc config --local plots.html_template ../$@; \
+	else \
+		echo "warning: npm not found (Debian: apt-get install npm); 'dvc plots show' will need internet"; \
+	fi
+
+test: setup
 	$(VENV)/bin/python -m pytest
 
-test-all: $(STAMP)
+test-all: setup
 	$(VENV)/bin/python -m pytest -m "slow or not slow"
 
-repro: $(STAMP)
+repro: setup
 	dvc repro
 
-quick: $(STAMP)
+quick: setup
 	dvc exp run $(QUICK_PARAMS)
 
-dag: $(STAMP)
+dag: setup
 	dvc dag
 
 clean-venv:
