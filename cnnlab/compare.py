@@ -29,6 +29,14 @@ def accuracy_table(metrics: list[dict]) -> pd.DataFrame:
     return table.reset_index().sort_values(["variant", "depth"]).reset_index(drop=True)
 
 
+def accuracy_by_depth(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`accuracy_table` as a long table (``model`` = arch, ``panel`` = variant, ``depth``,
+    ``test_accuracy``): the data of the DVC plot of accuracy against depth."""
+    long = table.melt(id_vars=["variant", "depth"], value_vars=["plain", "residual"], var_name="model",
+                      value_name="test_accuracy")
+    return long.rename(columns={"variant": "panel"})[["model", "panel", "depth", "test_accuracy"]]
+
+
 def table_metrics(table: pd.DataFrame) -> dict:
     """Nested dict ``{variant: {"depth-20": {"plain": .., "residual": .., "residual_minus_plain": ..}}}``.
 
@@ -60,6 +68,22 @@ def to_markdown(table: pd.DataFrame) -> str:
         lines.append(f"| {r.variant} | {r.depth} | {pct(r.plain)} | {pct(r.residual)} | "
                      f"{signed(r.residual_minus_plain)} | {r.note} |")
     return "\n".join(lines) + "\n"
+
+
+def stack_tables(tables: dict[str, pd.DataFrame], labels: dict[str, dict]) -> pd.DataFrame:
+    """One long table from many models' tables: each row gets its model's ``labels[name]`` as leading
+    columns (e.g. ``model`` and ``panel``, what the overlaid DVC plot templates colour and facet by)."""
+    frames = [table.assign(**labels[name]) for name, table in tables.items()]
+    first = labels[next(iter(tables))]
+    stacked = pd.concat(frames, ignore_index=True)
+    return stacked[list(first) + [c for c in stacked.columns if c not in first]]
+
+
+def gradient_labels(name: str) -> dict:
+    """``model`` (arch-depth) and ``panel`` (variant and init) of a gradient_stats name."""
+    f = split_gradient_name(name)
+    init = "trained model" if f["init"] == "trained" else f"{f['init']} init"
+    return {"model": f"{f['arch']}-{f['depth']}", "panel": f"{f['variant']}, {init}"}
 
 
 def split_gradient_name(name: str) -> dict:

@@ -11,15 +11,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from dvclive import Live
 
+from cnnlab.errors import UserError
 from cnnlab.io import atomic_dir
 from cnnlab.training import TrainResult, fit
 
-#: history field -> DVCLive metric name (one TSV per name under ``<live_dir>/plots/metrics/``)
-CLASSIFICATION_CURVES = {"train_loss": "loss/train", "test_loss": "loss/test", "train_acc": "accuracy/train",
-                         "test_acc": "accuracy/test", "lr": "lr"}
-SEGMENTATION_CURVES = {**CLASSIFICATION_CURVES, "train_acc": "pixel_accuracy/train", "test_acc": "pixel_accuracy/test"}
+#: history field -> DVCLive metric name: one TSV per name, ``<live_dir>/plots/metrics/<name>.tsv`` with the
+#: columns ``step`` (the epoch) and ``<name>``, so each file's plot is labelled by its own column.
+CLASSIFICATION_CURVES = {"train_loss": "train_loss", "test_loss": "test_loss", "train_acc": "train_accuracy",
+                         "test_acc": "test_accuracy", "lr": "lr"}
+SEGMENTATION_CURVES = {**CLASSIFICATION_CURVES, "train_acc": "train_pixel_accuracy", "test_acc": "test_pixel_accuracy"}
 
 
 def fit_with_curves(live_dir: str | Path, *fit_args: Any, curves: dict[str, str] = CLASSIFICATION_CURVES,
@@ -35,6 +38,19 @@ def fit_with_curves(live_dir: str | Path, *fit_args: Any, curves: dict[str, str]
             result = fit(*fit_args, on_epoch=on_epoch, **fit_kwargs)
         (tmp / "metrics.json").unlink(missing_ok=True)
     return result
+
+
+def read_curves(live_dir: str | Path, curves: dict[str, str] = CLASSIFICATION_CURVES) -> pd.DataFrame:
+    """The curves :func:`fit_with_curves` wrote to ``live_dir``: one row per epoch, columns ``epoch`` and
+    the DVCLive names (``train_loss``, ``test_accuracy``, ...)."""
+    table = None
+    for name in curves.values():
+        path = Path(live_dir) / "plots" / "metrics" / f"{name}.tsv"
+        if not path.is_file():
+            raise UserError(f"{path} is missing: rerun the training stage that writes {live_dir}")
+        frame = pd.read_csv(path, sep="\t").rename(columns={"step": "epoch"})[["epoch", name]]
+        table = frame if table is None else table.merge(frame, on="epoch", how="outer")
+    return table
 
 
 def result_metrics(result: TrainResult, **extra: Any) -> dict:

@@ -35,6 +35,21 @@ PAGE = """<!DOCTYPE html>
 <title>cnnlab - DVC plots</title>
 <!-- {versions}: inlined from web/node_modules by cnnlab.vega_offline (no network needed) -->
 {scripts}
+<script>
+/* DVC calls vegaEmbed(id, spec) for every plot. Render as SVG (sharp in print and screenshots) and keep
+   each plot's outcome in window.cnnlabPlots, so a failed plot shows in the console and in tests. */
+(function () {{
+  var embed = window.vegaEmbed;
+  window.cnnlabPlots = [];
+  window.vegaEmbed = function (el, spec, opts) {{
+    var result = embed(el, spec, Object.assign({{renderer: "svg"}}, opts || {{}}));
+    window.cnnlabPlots.push({{id: el, done: result.then(
+      function () {{ return "ok"; }},
+      function (err) {{ console.error("plot " + el + " failed: " + err); return String(err); }})}});
+    return result;
+  }};
+}})();
+</script>
 <style>
   body {{ font-family: system-ui, sans-serif; margin: 1.5rem; color: #222; }}
   h1 {{ font-size: 1.3rem; font-weight: 600; }}

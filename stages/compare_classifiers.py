@@ -3,34 +3,21 @@
 Reads ``metrics/train_classifier/<key>.json`` and the DVCLive curves of exactly the models the
 ``classifier`` matrix in params.yaml names (older files of other depths are ignored); writes
 ``metrics/compare_classifiers.json``, ``tables/classifier_accuracy.md`` and ``plots/compare_classifiers/``
-(accuracy.csv, accuracy_vs_depth.png, test_accuracy_curves.png, train_loss_curves.png).
+(accuracy.csv, accuracy_by_depth.csv (the same, long), curves.csv: every model's per-epoch curves in one long table, accuracy_vs_depth.png,
+test_accuracy_curves.png, train_loss_curves.png).
 """
 
 import argparse
 from pathlib import Path
 
 import _bootstrap  # noqa: F401
-import pandas as pd
 
-from cnnlab.compare import accuracy_table, table_metrics, to_markdown
-from cnnlab.errors import UserError, run_cli
+from cnnlab.compare import accuracy_by_depth, accuracy_table, stack_tables, table_metrics, to_markdown
+from cnnlab.errors import run_cli
 from cnnlab.figures import accuracy_vs_depth, save_figure, training_curves
 from cnnlab.io import atomic_path, read_json, write_json, write_text
-from cnnlab.params import classifier_key, get, load_params
-
-CURVE_FILES = {"test_acc": "accuracy/test.tsv", "train_loss": "loss/train.tsv"}
-
-
-def read_history(live_dir: Path) -> pd.DataFrame:
-    frames = []
-    for column, rel in CURVE_FILES.items():
-        path = live_dir / "plots" / "metrics" / rel
-        if not path.exists():
-            raise UserError(f"{path} is missing: rerun `dvc repro train_classifier`")
-        frame = pd.read_csv(path, sep="\t")
-        frames.append(frame.rename(columns={"step": "epoch", frame.columns[-1]: column})[["epoch", column]])
-    return frames[0].merge(frames[1], on="epoch")
-
+from cnnlab.params import classifier_key, get, load_params, split_key
+from cnnlab.tracking import read_curves
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
@@ -46,11 +33,17 @@ def main() -> None:
     out = Path(args.out)
     with atomic_path(out / "accuracy.csv") as tmp:
         table.to_csv(tmp, index=False, float_format="%.4f")
+    with atomic_path(out / "accuracy_by_depth.csv") as tmp:
+        accuracy_by_depth(table).to_csv(tmp, index=False, float_format="%.4f")
     write_text(args.table, to_markdown(table))
     write_json("metrics/compare_classifiers.json", table_metrics(table))
     save_figure(accuracy_vs_depth(table), out / "accuracy_vs_depth.png")
-    histories = {k: read_history(Path("dvclive/train_classifier") / k) for k in keys}
-    save_figure(training_curves(histories, "test_acc", "test accuracy", "CIFAR-10 test accuracy per epoch"),
+    histories = {k: read_curves(Path("dvclive/train_classifier") / k) for k in keys}
+    with atomic_path(out / "curves.csv") as tmp:
+        labels = {k: dict(zip(("arch", "depth", "variant"), split_key(k))) for k in keys}
+        labels = {k: {"model": f"{v['arch']}-{v['depth']}", "panel": v["variant"], **v} for k, v in labels.items()}
+        stack_tables(histories, labels).to_csv(tmp, index=False, float_format="%.6g")
+    save_figure(training_curves(histories, "test_accuracy", "test accuracy", "CIFAR-10 test accuracy per epoch"),
                 out / "test_accuracy_curves.png")
     save_figure(training_curves(histories, "train_loss", "training loss (cross-entropy)",
                                 "CIFAR-10 training loss per epoch"), out / "train_loss_curves.png")

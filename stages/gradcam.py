@@ -16,7 +16,8 @@ Writes, with ``<key> = <depth>-<variant>``:
   deletion AUC in Grad-CAM order and in random order (lower than random = the map finds the
   evidence) and, on data with object boxes (synthetic), pointing game and energy in box, with the
   mean box area as their chance level;
-- ``plots/gradcam/<key>/deletion.csv`` and ``deletion.png``: the mean deletion curves.
+- ``plots/gradcam/<key>/deletion.csv`` and ``deletion.png``: the mean deletion curves (the CSV as a long
+  table: model, panel, curve, fraction_removed, probability).
 """
 
 import argparse
@@ -44,6 +45,17 @@ from cnnlab.params import GradCamParams, classifier_key, gradcam_params, load_pa
 
 #: deletion order -> its metric (the names of :func:`cnnlab.metrics.localization.localization_summary`)
 AUC_KEYS = {"heatmap": "deletion_auc", "random": "deletion_auc_random"}
+ORDER_NAMES = {"heatmap": "Grad-CAM order", "random": "random order"}
+
+
+def deletion_table(frame: pd.DataFrame, labels: dict[str, str], panel: str) -> pd.DataFrame:
+    """The mean deletion curves as one long table (one row per curve and step; ``model`` names the net and
+    the deletion order, ``curve`` the column of ``frame``): the data of the DVC plot."""
+    long = frame.melt(id_vars="fraction_removed", var_name="curve", value_name="probability")
+    arch_order = long["curve"].str.rsplit("_", n=1)
+    long["model"] = [f"{labels[arch]}, {ORDER_NAMES[order]}" for arch, order in arch_order]
+    long["panel"] = panel
+    return long[["model", "panel", "curve", "fraction_removed", "probability"]]
 
 
 @dataclass
@@ -189,7 +201,7 @@ def main() -> None:
     for name, figure in figures.items():
         save_figure(figure, out / name)
     with atomic_path(out / "deletion.csv") as tmp:
-        frame.to_csv(tmp, index=False, float_format="%.6g")
+        deletion_table(frame, labels, f"depth {args.depth}, {args.variant}").to_csv(tmp, index=False, float_format="%.6g")
     write_json(f"metrics/gradcam/{key}.json", metrics)
 
 

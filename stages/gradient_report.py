@@ -2,7 +2,9 @@
 
 Reads ``metrics/gradient_stats/<name>.json`` and ``plots/gradient_stats/<name>/`` of exactly the
 models params.yaml names (``gradient_matrix`` at initialisation, ``classifier`` for trained ones);
-writes ``tables/gradient_stats.md``, ``plots/gradient_report/table.csv`` and the figures
+writes ``tables/gradient_stats.md``, ``plots/gradient_report/table.csv``, every model's per-layer profile
+and first/last-layer curves stacked into ``profiles.csv`` and ``first_last.csv`` (columns ``model`` and
+``panel`` first: the data of the overlaid DVC plots) and the figures
 ``plots/gradient_report/{profile_rms,profile_l2,grad_norm,grad_std}.png``.
 """
 
@@ -12,7 +14,7 @@ from pathlib import Path
 import _bootstrap  # noqa: F401
 import pandas as pd
 
-from cnnlab.compare import gradient_markdown, gradient_table
+from cnnlab.compare import gradient_labels, gradient_markdown, gradient_table, stack_tables
 from cnnlab.errors import run_cli
 from cnnlab.figures import first_last_over_iterations, gradient_profiles, save_figure
 from cnnlab.io import atomic_path, read_json, write_text
@@ -47,6 +49,10 @@ def main() -> None:
 
     profiles = {n: pd.read_csv(STATS / n / "profile.csv") for n in names}
     first_last = {n: pd.read_csv(STATS / n / "first_last.csv") for n in names}
+    labels = {n: gradient_labels(n) for n in names}
+    for file_name, tables in {"profiles.csv": profiles, "first_last.csv": first_last}.items():
+        with atomic_path(out / file_name) as tmp:  # every model in one long table: the overlaid DVC plots
+            stack_tables(tables, labels).to_csv(tmp, index=False, float_format="%.6g")
     save_figure(gradient_profiles(profiles, "grad_rms_mean", "RMS gradient per parameter",
                                   "Per-layer gradient (RMS per parameter, mean over iterations)"), out / "profile_rms.png")
     save_figure(gradient_profiles(profiles, "grad_l2_iter0", "gradient L2 norm",

@@ -1,4 +1,5 @@
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -19,3 +20,56 @@ def _torch_threads():
     torch.set_num_threads(1)
     torch.manual_seed(0)
     yield
+
+
+# --- the whole pipeline on tiny synthetic data, once per session (test_pipeline.py, test_browser.py) ----
+
+#: `dvc exp run -S` overrides for a run of every stage in about a minute
+TINY = {
+    "data.source": "synthetic",
+    "data.mnist.train_size": 200,
+    "data.mnist.test_size": 50,
+    "data.cifar10.train_size": 200,
+    "data.cifar10.test_size": 50,
+    "segment_mnist.canvas.count": 8,
+    "classifier.depths": "[8]",
+    "train_classifier.epochs": 1,
+    "train_classifier.batch_size": 50,
+    "train_classifier.show_progress": "false",
+    "gradient_matrix.depths": "[8]",
+    "gradient_matrix.inits": "[default]",
+    "gradient_stats.iterations": 2,
+    "gradient_stats.batch_size": 16,
+    "gradcam.n_eval": 20,
+    "gradcam.deletion_steps": 4,
+    "train_mnist_cnn.training.epochs": 1,
+    "train_mnist_cnn.training.show_progress": "false",
+    "train_fcn.train_size": "null",
+    "train_fcn.training.epochs": 1,
+    "train_fcn.upsample.training.epochs": 1,
+    "train_fcn.training.show_progress": "false",
+    "train_fcn.confusion_pixels": 1100,
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tmp_path_factory):
+    """(folder, output of `dvc exp run`): a git+DVC copy of the project's tracked and
+    untracked-but-not-ignored files, after the whole pipeline ran on tiny synthetic data."""
+    from helpers import run_in
+
+    dest = tmp_path_factory.mktemp("repo")
+    files = run_in(ROOT, ["git", "ls-files", "-co", "--exclude-standard"]).stdout.split()
+    for name in files:
+        src = ROOT / name
+        if src.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    run_in(dest, ["git", "init", "-q"])
+    run_in(dest, [*git, "add", "-A"])
+    run_in(dest, [*git, "commit", "-qm", "copy"])
+    (dest / "dvc.lock").unlink(missing_ok=True)
+    overrides = [a for k, v in TINY.items() for a in ("-S", f"{k}={v}")]
+    proc = run_in(dest, ["dvc", "exp", "run", *overrides])
+    return dest, proc.stdout

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -39,3 +42,13 @@ def make_cifar_mirror(root: Path, per_class: dict[str, int] | None = None, as_ta
         with tarfile.open(root / "cifar10" / "cifar10-jpg.tar.gz", "w:gz") as tar:
             tar.add(tree, arcname="cifar10")
     return root
+
+
+def run_in(cwd: Path, args: list, check: bool = True) -> "subprocess.CompletedProcess":
+    """Run a command (dvc, git, ...) in ``cwd`` with the venv's tools first on PATH and DVC analytics off;
+    a failure raises with its full output."""
+    env = dict(os.environ, DVC_NO_ANALYTICS="1", PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    proc = subprocess.run([str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc

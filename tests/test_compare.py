@@ -3,16 +3,22 @@
 import math
 
 import pandas as pd
+import pytest
 
 from cnnlab.compare import (
+    accuracy_by_depth,
     accuracy_table,
+    gradient_labels,
     gradient_markdown,
     gradient_table,
     split_gradient_name,
+    stack_tables,
     table_metrics,
     to_markdown,
 )
+from cnnlab.errors import UserError
 from cnnlab.params import split_key
+from cnnlab.tracking import CLASSIFICATION_CURVES, read_curves
 
 
 def metric(key, acc, diverged_epoch=None):
@@ -64,3 +70,41 @@ def test_gradient_table_orders_rows_and_keeps_notes():
     md = gradient_markdown(table)
     assert "| tanh-nobn | default | 20 | plain | 1e-09 | 0.001 | 1e-06 | 2e-06 |  |" in md
     assert "| tanh-nobn | default | 20 | residual | — | — | — | — | diverged (NaN/inf gradients) |" in md
+
+
+# --- long tables: the data of the overlaid DVC plots (colour = model, column = panel) ---------------
+
+
+def test_accuracy_by_depth_is_the_table_in_long_form():
+    table = accuracy_table([metric("plain-20-relu-bn", 0.80), metric("residual-20-relu-bn", 0.85),
+                            metric("plain-56-relu-bn", 0.70), metric("residual-56-relu-bn", 0.88)])
+    long = accuracy_by_depth(table)
+    assert list(long.columns) == ["model", "panel", "depth", "test_accuracy"]
+    assert sorted(map(tuple, long[["model", "depth", "test_accuracy"]].values.tolist())) == [
+        ("plain", 20, 0.80), ("plain", 56, 0.70), ("residual", 20, 0.85), ("residual", 56, 0.88)]
+    assert set(long["panel"]) == {"relu-bn"}
+
+
+def test_stack_tables_puts_the_labels_first_and_keeps_every_row():
+    tables = {"a": pd.DataFrame({"x": [1, 2], "y": [0.1, 0.2]}), "b": pd.DataFrame({"x": [1], "y": [9.0]})}
+    stacked = stack_tables(tables, {"a": {"model": "plain-8", "panel": "p"}, "b": {"model": "residual-8", "panel": "p"}})
+    assert list(stacked.columns) == ["model", "panel", "x", "y"]
+    assert stacked.values.tolist() == [["plain-8", "p", 1, 0.1], ["plain-8", "p", 2, 0.2], ["residual-8", "p", 1, 9.0]]
+
+
+def test_gradient_labels_split_model_from_panel():
+    assert gradient_labels("plain-20-tanh-nobn-scaled") == {"model": "plain-20", "panel": "tanh-nobn, scaled init"}
+    assert gradient_labels("trained-residual-32-relu-bn") == {"model": "residual-32", "panel": "relu-bn, trained model"}
+
+
+def test_read_curves_joins_the_dvclive_files_by_epoch(tmp_path):
+    metrics = tmp_path / "plots" / "metrics"
+    metrics.mkdir(parents=True)
+    for i, name in enumerate(CLASSIFICATION_CURVES.values()):
+        (metrics / f"{name}.tsv").write_text(f"step\t{name}\n1\t{i}\n2\t{i + 0.5}\n")
+    curves = read_curves(tmp_path)
+    assert list(curves.columns) == ["epoch", *CLASSIFICATION_CURVES.values()]
+    assert curves["epoch"].tolist() == [1, 2] and curves["lr"].tolist() == [4, 4.5]
+    (metrics / "lr.tsv").unlink()
+    with pytest.raises(UserError, match="lr.tsv is missing"):
+        read_curves(tmp_path)

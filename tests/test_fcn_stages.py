@@ -134,7 +134,7 @@ def test_cnn_stage_writes_metrics_curves_and_a_checkpoint_the_fcn_can_load(work)
     extra = torch.load(work / "models/mnist_cnn.pt", weights_only=True)["extra"]
     manifest = load_manifest(work / "data/mnist")
     assert (extra["train_mean"], extra["train_std"]) == (manifest["train_mean"], manifest["train_std"])
-    for name in ("loss/train", "loss/test", "accuracy/train", "accuracy/test", "lr"):
+    for name in ("train_loss", "test_loss", "train_accuracy", "test_accuracy", "lr"):
         assert len(curve(work, "train_mnist_cnn", name)) == PARAMS["train_mnist_cnn"]["training"]["epochs"]
     assert not (work / "dvclive/train_mnist_cnn/metrics.json").exists()
 
@@ -156,7 +156,7 @@ def test_fcn_stage_writes_metrics_for_digits_and_canvases(work, variant):
         assert set(m["per_class_iou"]) == set(SEGMENT_CLASSES)
         assert m["digits"] == digits, split
     assert canvas_digits > N_CANVASES
-    for name in ("loss/train", "loss/test", "pixel_accuracy/train", "pixel_accuracy/test", "lr"):
+    for name in ("train_loss", "test_loss", "train_pixel_accuracy", "test_pixel_accuracy", "lr"):
         assert len(curve(work, f"train_fcn/{variant}", name)) == EPOCHS[variant]  # fcn8s overrides epochs
 
 

@@ -126,9 +126,13 @@ def test_metrics_have_every_key_in_range(outputs: Path) -> None:
 
 
 def test_deletion_table_matches_the_metrics(outputs: Path) -> None:
-    table = pd.read_csv(outputs / "plots" / "gradcam" / KEY / "deletion.csv")
+    long = pd.read_csv(outputs / "plots" / "gradcam" / KEY / "deletion.csv")
+    assert list(long.columns) == ["model", "panel", "curve", "fraction_removed", "probability"]
+    assert long["model"].nunique() == 2 * len(ARCHS) and long["panel"].nunique() == 1
+    table = long.pivot(index="fraction_removed", columns="curve", values="probability").reset_index()
+    table = table[["fraction_removed"] + sorted(c for c in table.columns if c != "fraction_removed")]
     metrics = json.loads((outputs / "metrics" / "gradcam" / f"{KEY}.json").read_text())
-    assert list(table.columns) == ["fraction_removed"] + [f"{a}_{o}" for a in ARCHS for o in ("heatmap", "random")]
+    assert set(table.columns) == {"fraction_removed"} | {f"{a}_{o}" for a in ARCHS for o in ("heatmap", "random")}
     np.testing.assert_allclose(table["fraction_removed"], np.linspace(0, 1, GRADCAM["deletion_steps"] + 1))
     for arch in ARCHS:
         heatmap, random = table[f"{arch}_heatmap"], table[f"{arch}_random"]

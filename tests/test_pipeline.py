@@ -1,4 +1,5 @@
-"""The DVC pipeline end to end, in a temporary copy of the repository, on tiny synthetic data.
+"""The DVC pipeline end to end, in a temporary copy of the repository, on tiny synthetic data
+(the ``tiny_pipeline`` fixture of conftest.py, shared with test_browser.py).
 
 Checks what users rely on: `dvc exp run -S ...` runs every stage, a second `dvc repro` is a no-op, a
 param change reruns only the stages that read it, and a bad param fails with one line and exit 2.
@@ -6,67 +7,20 @@ param change reruns only the stages that read it, and a bad param fails with one
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-TINY = {
-    "data.source": "synthetic",
-    "data.mnist.train_size": 200,
-    "data.mnist.test_size": 50,
-    "data.cifar10.train_size": 200,
-    "data.cifar10.test_size": 50,
-    "segment_mnist.canvas.count": 8,
-    "classifier.depths": "[8]",
-    "train_classifier.epochs": 1,
-    "train_classifier.batch_size": 50,
-    "train_classifier.show_progress": "false",
-    "gradient_matrix.depths": "[8]",
-    "gradient_matrix.inits": "[default]",
-    "gradient_stats.iterations": 2,
-    "gradient_stats.batch_size": 16,
-    "gradcam.n_eval": 20,
-    "gradcam.deletion_steps": 4,
-    "train_mnist_cnn.training.epochs": 1,
-    "train_mnist_cnn.training.show_progress": "false",
-    "train_fcn.train_size": "null",
-    "train_fcn.training.epochs": 1,
-    "train_fcn.upsample.training.epochs": 1,
-    "train_fcn.training.show_progress": "false",
-    "train_fcn.confusion_pixels": 1100,
-}
-
-
-def run(args, cwd, check=True):
-    env = dict(os.environ, DVC_NO_ANALYTICS="1", PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
-    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
+from helpers import run_in
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory):
-    """A git+DVC copy of the project's tracked and untracked-but-not-ignored files."""
-    dest = tmp_path_factory.mktemp("repo")
-    files = run(["git", "ls-files", "-co", "--exclude-standard"], ROOT).stdout.split()
-    for name in files:
-        src = ROOT / name
-        if src.is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / name)
-    run(["git", "init", "-q"], dest)
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], dest)
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"], dest)
-    (dest / "dvc.lock").unlink(missing_ok=True)
-    overrides = [a for k, v in TINY.items() for a in ("-S", f"{k}={v}")]
-    proc = run(["dvc", "exp", "run", *overrides], dest)
-    return dest, proc.stdout
+def repo(tiny_pipeline):
+    return tiny_pipeline
+
+
+def run(args, cwd, check=True):
+    return run_in(cwd, args, check=check)
 
 
 def test_all_stages_ran_and_wrote_outputs(repo):
