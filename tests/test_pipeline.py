@@ -7,6 +7,8 @@ param change reruns only the stages that read it, and a bad param fails with one
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 
 import pytest
@@ -76,3 +78,18 @@ def test_bad_param_fails_with_one_line(repo):
         assert "Traceback" not in proc.stderr + proc.stdout
     finally:
         shutil.move(dest / "params.bak", dest / "params.yaml")
+
+
+def test_plots_diff_overlays_two_experiments_with_different_depths(repo):
+    """`dvc plots diff <exp1> <exp2>` draws both sweeps' curves in one plot (colour = model, dash = revision)."""
+    dest, out = repo
+    first = re.search(r"Ran experiment\(s\): (\S+)", out).group(1)
+    run(["dvc", "exp", "run", "-n", "deeper", "-S", "classifier.depths=[14]"], dest)
+    plots = json.loads(run(["dvc", "plots", "diff", first, "deeper", "--json"], dest).stdout)["data"]
+    for plot_id in ("cifar10_test_accuracy", "cifar10_accuracy_vs_depth"):
+        (entry,) = plots[plot_id]
+        rows = entry["content"]["data"]["values"]
+        assert {r["rev"] for r in rows} == {first, "deeper"}, plot_id
+        models = {(r["rev"], r["model"]) for r in rows}
+        if plot_id == "cifar10_test_accuracy":
+            assert {(first, "plain-8"), (first, "residual-8"), ("deeper", "plain-14"), ("deeper", "residual-14")} <= models

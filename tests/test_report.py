@@ -1,0 +1,321 @@
+"""The `report` stage: Markdown + standalone HTML built from a fake pipeline output tree.
+
+The fake metrics are written by the same library functions the stages use (``result_metrics``,
+``summarize``) where one exists, and otherwise with the schema of the stage that writes them
+(stages/train_fcn.py, stages/gradcam.py). An FCN variant named ``fcn<8s&`` checks escaping.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote
+
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+from cnnlab.errors import UserError
+from cnnlab.gradients import STAT_COLUMNS, summarize
+from cnnlab.report import (PNG_SIGNATURE, Bullets, Document, Figure, Heading, Paragraph, Table, build_report, to_html,
+                           to_markdown, write_report)
+from cnnlab.tracking import result_metrics
+from cnnlab.training import TrainResult
+
+ROOT = Path(__file__).resolve().parents[1]
+ODD = "fcn<8s&"  # an FCN variant whose name needs escaping in Markdown and HTML
+PARAMS = {
+    "seed": 0,
+    "data": {"source": "synthetic", "mirror": "", "mnist": {"train_size": 200, "test_size": 50},
+             "cifar10": {"train_size": None, "test_size": 50}},
+    "segment_mnist": {"canvas": {"count": 8, "rows": 2, "cols": 3}},
+    "classifier": {"archs": ["plain", "residual"], "depths": [8, 14], "variants": ["relu-bn"]},
+    "train_classifier": {"epochs": 3},
+    "gradient_matrix": {"archs": ["plain", "residual"], "depths": [8, 14], "variants": ["tanh-nobn"],
+                        "inits": ["default"]},
+    "gradient_stats": {"iterations": 2, "batch_size": 16},
+    "train_mnist_cnn": {"training": {"epochs": 1}},
+    "fcn": {"variants": ["upsample", ODD]},
+    "train_fcn": {"train_size": None, "training": {"epochs": 2}, "upsample": {"training": {"epochs": 6}}, ODD: {}},
+    "gradcam": {"layer": "layer3", "n_eval": 20},
+}
+ACCURACY = {"plain-8-relu-bn": 0.50, "residual-8-relu-bn": 0.60, "plain-14-relu-bn": 0.45, "residual-14-relu-bn": 0.662}
+# first / last layer mean |grad| per gradient-stats model
+GRADIENTS = {"plain-8-tanh-nobn-default": (1e-6, 1e-3), "plain-14-tanh-nobn-default": (1e-8, 1e-3),
+             "residual-8-tanh-nobn-default": (8e-3, 1e-2), "residual-14-tanh-nobn-default": (9e-3, 1e-2),
+             "trained-plain-8-relu-bn": (8e-3, 7e-3), "trained-plain-14-relu-bn": (8e-3, 7e-3),
+             "trained-residual-8-relu-bn": (1e-2, 2e-2), "trained-residual-14-relu-bn": (1e-2, 2e-2)}
+FCN = {"upsample": {"digits": 0.897, "canvases": 0.453}, ODD: {"digits": 0.951, "canvases": 0.901}}
+FIGURES = ["compare_classifiers/accuracy_vs_depth.png", "compare_classifiers/test_accuracy_curves.png",
+           "gradient_report/profile_rms.png", "gradient_report/grad_norm.png", "segment_mnist/canvases.png",
+           *[f"train_fcn/{v}/{f}" for v in FCN for f in ("canvases.png", "confusion.png")],
+           "gradcam/14-relu-bn/heatmaps.png", "gradcam/14-relu-bn/deletion.png"]
+
+
+def write_json(path: Path, obj: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=2, sort_keys=True))
+
+
+def gradient_summary(first: float, last: float) -> dict:
+    """``summarize`` of two layers with constant statistics over two iterations."""
+    rows = [{"iteration": i, "layer_index": j, "layer_name": name, "kind": "conv", "n_params": 10,
+             **{s: value for s in STAT_COLUMNS}, "loss": 2.3}
+            for i in range(2) for j, (name, value) in enumerate((("conv1", first), ("fc", last)))]
+    return summarize(pd.DataFrame(rows))
+
+
+def segmentation(mean_iou: float, digits: int) -> dict:
+    classes = ["background", *map(str, range(10))]
+    return {"pixel_accuracy": 0.99, "mean_iou": mean_iou, "foreground_iou": mean_iou + 0.01,
+            "digit_accuracy": 0.98, "digits": digits,
+            "per_class_iou": {c: round(mean_iou - 0.001 * i, 6) for i, c in enumerate(classes)}}
+
+
+def make_tree(root: Path, accuracy: dict[str, float] = ACCURACY) -> Path:
+    """The outputs of every stage the report reads (plus a stale classifier of a depth params no longer names)."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "params.yaml").write_text(yaml.safe_dump(PARAMS, sort_keys=False))
+    for key, acc in {**accuracy, "plain-20-relu-bn": 0.9876}.items():
+        result = TrainResult(best_epoch=3, best_test_acc=acc, test_loss=1.1, test_acc=acc, train_seconds=61.0,
+                             images_per_sec=500.0)
+        write_json(root / f"metrics/train_classifier/{key}.json",
+                   result_metrics(result, model=key, params=75290 if "-8-" in key else 172890))
+    for name, (first, last) in GRADIENTS.items():
+        write_json(root / f"metrics/gradient_stats/{name}.json", gradient_summary(first, last))
+    write_json(root / "metrics/train_mnist_cnn.json",
+               result_metrics(TrainResult(best_epoch=1, best_test_acc=0.9955, test_acc=0.9955, test_loss=0.02,
+                                          train_seconds=30.0), params=288554))
+    for variant, iou in FCN.items():
+        write_json(root / f"metrics/train_fcn/{variant}.json", {
+            "variant": variant, "params": 300000, "trainable_params": 300000, "train_images": 200, "diverged": False,
+            "train_seconds": 160.4, "images_per_sec": 100.0, "test_loss": 0.05, "best_epoch": 2,
+            "best_test_pixel_accuracy": 0.99, "diverged_epoch": None,
+            "digits": segmentation(iou["digits"], 50), "canvases": segmentation(iou["canvases"], 35)})
+    for depth, plain_random in ((8, 0.1804), (14, 0.2934)):  # at depth 8 the AUCs differ in hidden digits only
+        write_json(root / f"metrics/gradcam/{depth}-relu-bn.json", {
+            "images": 20, "box_area_fraction": 0.27,
+            "plain": {"accuracy": 0.442, "pointing_game": 0.96, "energy_in_box": 0.67, "deletion_auc": 0.1801,
+                      "deletion_auc_random": plain_random},
+            "residual": {"accuracy": 0.692, "pointing_game": 0.2, "energy_in_box": 0.1, "deletion_auc": 0.2571,
+                         "deletion_auc_random": 0.2569}})
+    for i, rel in enumerate(FIGURES):
+        path = root / "plots" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (4 + i, 3), (20 * i, 100, 200)).save(path)
+    return root
+
+
+@pytest.fixture
+def tree(tmp_path) -> Path:
+    return make_tree(tmp_path / "run")
+
+
+def render(root: Path, out: Path) -> tuple[str, str]:
+    write_report(build_report(root, yaml.safe_load((root / "params.yaml").read_text())), out)
+    return (out / "report.md").read_text(), (out / "report.html").read_text()
+
+
+def table_rows(md: str) -> list[list[str]]:
+    return [[c.strip() for c in line.strip("|").split(" | ")] for line in md.splitlines() if line.startswith("| ")]
+
+
+def test_markdown_tables_numbers_and_figures(tree, tmp_path):
+    md, _ = render(tree, tmp_path / "out")
+    rows = table_rows(md)
+    assert ["relu-bn", "8", "0.075M", "50.00", "60.00", "+10.00", "61 / 61", ""] in rows
+    assert ["relu-bn", "14", "0.173M", "45.00", "66.20", "+21.20", "61 / 61", ""] in rows
+    assert "98.76" not in md and "depth 20" not in md  # the stale classifier is not in params
+    assert ["tanh-nobn", "default", "14", "plain", "1.0e-08", "0.001", "1.0e-05", "1.0e-05", ""] in rows
+    assert ["relu-bn", "trained", "14", "residual", "0.01", "0.02", "0.5", "0.5", ""] in rows
+    assert ["fcn\\<8s\\&", "canvases", "0.990", "0.901", "0.911", "0.980", "35", ""] in rows
+    assert ["14", "relu-bn", "plain-14", "20", "0.442", "0.180", "0.293", "0.960", "0.670", "0.270"] in rows
+    assert ["FCN variants", "upsample (6 epochs), fcn\\<8s\\& (2 epochs); all training digits"] in rows
+    assert re.search(r"^\|---\|---:\|---\|---:\|---:\|---:\|", md, re.M)  # numbers right-aligned
+
+    links = re.findall(r"!\[[^\]]+\]\((figures/[^)]+)\)", md)
+    assert len(links) == len(FIGURES)
+    for link in links:
+        assert (tmp_path / "out" / unquote(link)).read_bytes().startswith(PNG_SIGNATURE), link
+    assert sorted(p.name for p in (tmp_path / "out" / "figures").iterdir()) == sorted(Path(x).name for x in links)
+
+
+def test_captions_state_this_runs_numbers(tree, tmp_path):
+    md, _ = render(tree, tmp_path / "out")
+    text = md.replace("\\", "")
+    for claim in [
+        "at depth 14 the residual network reaches 66.2 % test accuracy and the plain one 45.0 % (+21.2 pp)",
+        "The residual network is ahead at every depth. Residual − plain rises with depth (+10.0 pp → +21.2 pp).",
+        "The plain network's accuracy falls with depth (50.0 % → 45.0 %).",
+        "depth 14: residual 66.2 %, plain 45.0 %",
+        "the plain net's first / last mean |g| is 0.001 at depth 8, 1.0e-05 at depth 14: its gradient vanishes "
+        "towards the input at depth 8 and 14 (first layer below 0.01 of the last), and the ratio shrinks with depth",
+        "the residual net's first / last mean |g| is 0.8 at depth 8, 0.9 at depth 14: both ends stay within a factor "
+        "of 1.2, and the ratio grows with depth",
+        "2 of the 8 models have a first / last mean |g| below 0.01: plain-8 tanh-nobn (default) and plain-14",
+        "The MNIST CNN (289k parameters) reaches 99.55 % test accuracy after 1 epoch.",
+        "On canvases, fcn<8s& has the highest mean IoU, 0.901 (upsample 0.453).",
+        "plain-14 (relu-bn): deleting pixels in Grad-CAM order lowers the class probability faster than a random "
+        "order (AUC 0.180 vs 0.293), so the map points at the evidence. Pointing game 0.960 and energy in box 0.670 "
+        "against a chance level of 0.270: both above chance.",
+        # 0.2571 vs 0.2569 look equal at the shown precision: no claim either way
+        "residual-14 (relu-bn): deleting pixels in Grad-CAM order lowers the class probability as fast as a random "
+        "order (AUC 0.257 vs 0.257). Pointing game 0.200 and energy in box 0.100 against a chance level of 0.270: "
+        "both below chance.",
+        "plain-8 (relu-bn): deleting pixels in Grad-CAM order lowers the class probability as fast as a random "
+        "order (AUC 0.180 vs 0.180).",
+        "In 1 of the 4 classifiers, deleting pixels in Grad-CAM order",
+        "Of the first 20 test images, plain-14 classifies 44.2 % and residual-14 classifies 69.2 % correctly.",
+    ]:
+        assert claim in text, claim
+
+
+@pytest.mark.parametrize("residual_14,claim", [
+    (0.52, "Residual − plain falls with depth (+10.0 pp → +7.0 pp)."),
+    (0.55, "Residual − plain stays the same with depth (+10.0 pp → +10.0 pp)."),
+    (0.40, "The residual network is ahead at depth 8 and the plain network is ahead at depth 14."),
+])
+def test_accuracy_caption_follows_the_numbers(tmp_path, residual_14, claim):
+    root = make_tree(tmp_path / "run", {**ACCURACY, "residual-14-relu-bn": residual_14})
+    md, _ = render(root, tmp_path / "out")
+    assert claim in md.replace("\\", "")
+    assert "rises with depth (+10.0" not in md
+
+
+class Collector(HTMLParser):
+    """Start/end tags, each <img> with the tags enclosing it, and the text."""
+
+    VOID = {"meta", "img", "br", "hr", "link", "input"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack: list[str] = []
+        self.starts: list[str] = []
+        self.images: list[tuple[dict, list[str]]] = []
+        self.text: list[str] = []
+        self.figures: list[list[str]] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.starts.append(tag)
+        if tag == "img":
+            self.images.append((dict(attrs), list(self.stack)))
+        if tag == "figure":
+            self.figures.append([])
+        if self.stack and self.stack[-1] == "figure":
+            self.figures[-1].append(tag)
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        assert self.stack and self.stack[-1] == tag, (tag, self.stack)
+        self.stack.pop()
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def test_html_is_standalone_valid_and_escaped(tree, tmp_path):
+    _, page = render(tree, tmp_path / "out")
+    assert page.startswith("<!DOCTYPE html>\n<html lang=\"en\">")
+    parser = Collector()
+    parser.feed(page)
+    parser.close()
+    assert parser.stack == []  # every element closed, properly nested
+    assert {"html", "head", "meta", "title", "style", "body", "h1", "h2", "table", "thead", "tbody", "caption",
+            "figure", "figcaption", "img", "ul", "li"} <= set(parser.starts)
+    assert '<meta charset="utf-8">' in page
+    assert len(parser.images) == len(FIGURES)
+    sources = {(tree / "plots" / rel).read_bytes() for rel in FIGURES}
+    for attrs, enclosing in parser.images:
+        assert attrs.get("alt", "").strip()
+        assert enclosing[-1] == "figure"
+        prefix = "data:image/png;base64,"
+        assert attrs["src"].startswith(prefix)
+        data = base64.b64decode(attrs["src"][len(prefix):], validate=True)
+        assert data.startswith(PNG_SIGNATURE) and data in sources
+    assert all(children == ["img", "figcaption"] for children in parser.figures)
+    assert not re.search(r"https?:", page)
+    assert not re.search(r"""(src|href)=["'](?!data:)""", page)
+    assert "fcn&lt;8s&amp;" in page and "fcn<8s" not in page
+    assert "On canvases, fcn<8s& has the highest mean IoU" in "".join(parser.text)
+
+
+def test_renderers_escape_every_kind_of_text(tmp_path):
+    png = tmp_path / "x.png"
+    Image.new("RGB", (2, 2)).save(png)
+    texts = ["T<i>&", "H<2>", "P<p>&amp;", "B<li>", "C<th>|", "V<td>*", "T<cap>", "A<alt>\"", "F<fig>"]
+    doc = Document(texts[0], [Heading(texts[1]), Paragraph(texts[2]), Bullets([texts[3]]),
+                              Table(pd.DataFrame({texts[4]: [texts[5]]}), texts[6]),
+                              Figure(png, "x.png", texts[7], texts[8])])
+    page, md = to_html(doc), to_markdown(doc)
+    parser = Collector()
+    parser.feed(page)
+    assert parser.starts.count("p") == 1 and parser.starts.count("li") == 1 and "i" not in parser.starts
+    visible = "".join(parser.text)
+    for text in texts[:7] + texts[8:]:
+        assert text in visible, text
+    assert parser.images[0][0]["alt"] == texts[7]
+    assert all(re.sub(r"([<>&|*\[\]\\])", r"\\\1", t) in md for t in texts), md
+
+
+def test_same_inputs_give_identical_bytes(tree, tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    render(tree, first)
+    render(tree, second)
+    files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file())
+    for rel in files:
+        assert (first / rel).read_bytes() == (second / rel).read_bytes(), rel
+
+
+@pytest.mark.parametrize("rel,stage", [
+    ("metrics/train_classifier/residual-14-relu-bn.json", "train_classifier@residual-14-relu-bn"),
+    ("metrics/gradient_stats/trained-plain-8-relu-bn.json", "gradient_stats_trained@plain-8-relu-bn"),
+    ("metrics/gradient_stats/plain-14-tanh-nobn-default.json", "gradient_stats@plain-14-tanh-nobn-default"),
+    ("metrics/train_fcn/upsample.json", "train_fcn@upsample"),
+    ("metrics/gradcam/8-relu-bn.json", "gradcam@8-relu-bn"),
+    ("plots/gradient_report/profile_rms.png", "gradient_report"),
+])
+def test_missing_input_names_file_and_stage(tree, rel, stage):
+    (tree / rel).unlink()
+    with pytest.raises(UserError, match=re.escape(f"{rel} is missing: run `dvc repro {stage}`")):
+        build_report(tree, PARAMS)
+
+
+def test_a_figure_that_is_not_a_png_is_a_user_error(tree):
+    (tree / "plots/segment_mnist/canvases.png").write_text("not an image")
+    message = r"plots/segment_mnist/canvases.png is not a PNG image: run `dvc repro segment_mnist`"
+    with pytest.raises(UserError, match=message):
+        build_report(tree, PARAMS)
+
+
+def run_stage(cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "stages" / "report.py")], cwd=cwd, capture_output=True, text=True)
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_stage_writes_the_report_and_keeps_it_on_error(tree):
+    proc = run_stage(tree)
+    assert proc.returncode == 0, proc.stderr
+    assert "reports/report.html" in proc.stdout
+    before = snapshot(tree / "reports")
+    assert {"report.md", "report.html"} <= set(before) and len(before) == 2 + len(FIGURES)
+
+    (tree / "metrics/train_fcn" / f"{ODD}.json").unlink()
+    proc = run_stage(tree)
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines == [f"error: metrics/train_fcn/{ODD}.json is missing: run `dvc repro train_fcn@{ODD}`"]
+    assert snapshot(tree / "reports") == before
+    assert not [p.name for p in tree.iterdir() if p.name.startswith(".reports")]  # no temporary folders left
+    shutil.rmtree(tree / "reports")
