@@ -43,7 +43,7 @@ from cnnlab.device import add_device_argument, configure_threads, pick_device, s
 from cnnlab.errors import UserError, run_cli
 from cnnlab.figures import confusion_figure, save_figure, segmentation_predictions
 from cnnlab.io import atomic_path, load_torch, write_json
-from cnnlab.metrics.segmentation import SegmentationMeter
+from cnnlab.metrics.segmentation import SegmentationMeter, class_weights, stratified_pixels
 from cnnlab.models.fcn import RETRAIN_HINT, build_fcn, load_encoder_checkpoint
 from cnnlab.params import FcnParams, fcn_params, load_params
 from cnnlab.tracking import SEGMENTATION_CURVES, fit_with_curves
@@ -75,20 +75,6 @@ def encoder_normalisation(path: Path) -> tuple[list[float], list[float]]:
     return extra["train_mean"], extra["train_std"]
 
 
-def class_weights(masks: torch.Tensor, num_classes: int, scheme: str) -> torch.Tensor | None:
-    """Cross-entropy class weights from the pixel counts of the training masks (``None`` for ``"none"``).
-
-    ``inverse_sqrt_frequency``: ``w_c = f_c ** -0.5`` for a class with pixel frequency ``f_c``, scaled so
-    the average weight over all training pixels is 1; a class without training pixels gets weight 0.
-    """
-    if scheme == "none":
-        return None
-    counts = torch.bincount(masks.reshape(-1).long(), minlength=num_classes).double()
-    freq = counts / counts.sum()
-    weights = torch.where(freq > 0, freq.clamp_min(1e-12).rsqrt(), torch.zeros_like(freq))
-    return (weights / (freq * weights).sum()).float()
-
-
 def segment(
     model: torch.nn.Module,
     images: torch.Tensor,
@@ -107,24 +93,6 @@ def segment(
         meter.update(pred, masks[batch], None if instances is None else instances[batch])
         preds.append(pred)
     return torch.cat(preds), meter.compute(), meter.confusion
-
-
-def stratified_pixels(
-    truth: torch.Tensor, pred: torch.Tensor, total: int, num_classes: int, gen: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(actual, predicted) classes of ``total`` pixels drawn without replacement, an equal share per true class.
-
-    Class ``c`` gets ``total // num_classes`` pixels (one more for the first ``total % num_classes``
-    classes), or all of its pixels when it has fewer.
-    """
-    truth, pred = truth.reshape(-1), pred.reshape(-1)
-    chosen = []
-    for c in range(num_classes):
-        members = torch.nonzero(truth == c).flatten()
-        share = total // num_classes + (c < total % num_classes)
-        chosen.append(members[torch.randperm(members.numel(), generator=gen)[:share]])
-    index = torch.cat(chosen)
-    return truth[index].long(), pred[index].long()
 
 
 def write_confusion_csv(path: Path, actual: torch.Tensor, predicted: torch.Tensor) -> None:

@@ -25,6 +25,7 @@ from cnnlab.data.canonical import load_manifest, save_dataset
 from cnnlab.data.segmentation import SEGMENT_CLASSES
 from cnnlab.data.sources import load_source
 from cnnlab.errors import UserError
+from cnnlab.metrics.segmentation import class_weights, stratified_pixels
 from cnnlab.models.fcn import FcnConfig, build_fcn, load_encoder_checkpoint
 from cnnlab.models.mnist import MnistCnn, MnistCnnConfig
 from cnnlab.params import DataParams, fcn_params
@@ -219,23 +220,23 @@ def test_missing_segmented_data_names_the_stage_to_run(stage, tmp_path):
 # --- helpers of the stage and its params -----------------------------------------------------------
 
 
-def test_inverse_sqrt_frequency_weights(stage):
+def test_inverse_sqrt_frequency_weights():
     masks = torch.tensor([0] * 64 + [1] * 16 + [2] * 4, dtype=torch.uint8)  # class 3 absent
-    weights = stage.class_weights(masks, 4, "inverse_sqrt_frequency")
+    weights = class_weights(masks, 4, "inverse_sqrt_frequency")
     freq = torch.tensor([64, 16, 4, 0]) / 84
     assert torch.allclose(weights[:3] / weights[0], torch.tensor([1.0, 2.0, 4.0]))
     assert weights[3] == 0
     assert torch.isclose((freq * weights).sum(), torch.tensor(1.0))
-    assert stage.class_weights(masks, 4, "none") is None
+    assert class_weights(masks, 4, "none") is None
 
 
-def test_stratified_pixels_draws_an_equal_share_per_true_class(stage):
+def test_stratified_pixels_draws_an_equal_share_per_true_class():
     truth = torch.tensor([0] * 100 + [1] * 30 + [2] * 2)
     pred = (truth + 1) % 3
-    actual, predicted = stage.stratified_pixels(truth, pred, 31, 3, torch.Generator().manual_seed(0))
+    actual, predicted = stratified_pixels(truth, pred, 31, 3, torch.Generator().manual_seed(0))
     assert torch.bincount(actual, minlength=3).tolist() == [11, 10, 2]  # class 2 has only 2 pixels
     assert torch.equal(predicted, (actual + 1) % 3)  # each pair comes from one pixel
-    again = stage.stratified_pixels(truth, pred, 31, 3, torch.Generator().manual_seed(0))
+    again = stratified_pixels(truth, pred, 31, 3, torch.Generator().manual_seed(0))
     assert torch.equal(actual, again[0]) and torch.equal(predicted, again[1])
 
 

@@ -19,7 +19,8 @@ the truth are ignored, so a box-shaped instance works too). Without one, each im
 instance, which is the single-digit MNIST case.
 
 :class:`SegmentationMeter` accumulates all of these over batches and returns a JSON-ready dict (undefined
-values as ``None``).
+values as ``None``). For training and plots: :func:`class_weights` (cross-entropy weights from pixel
+frequencies) and :func:`stratified_pixels` (an equal share of pixels per true class for the confusion plot).
 """
 
 from __future__ import annotations
@@ -171,3 +172,35 @@ class SegmentationMeter:
             "digits": self.digits_total,
             "per_class_iou": {name: _json_float(float(v)) for name, v in zip(self.class_names, iou)},
         }
+
+
+def class_weights(masks: torch.Tensor, num_classes: int, scheme: str) -> torch.Tensor | None:
+    """Cross-entropy class weights from the pixel counts of the training masks (``None`` for ``"none"``).
+
+    ``inverse_sqrt_frequency``: ``w_c = f_c ** -0.5`` for a class with pixel frequency ``f_c``, scaled so
+    the average weight over all training pixels is 1; a class without training pixels gets weight 0.
+    """
+    if scheme == "none":
+        return None
+    counts = torch.bincount(masks.reshape(-1).long(), minlength=num_classes).double()
+    freq = counts / counts.sum()
+    weights = torch.where(freq > 0, freq.clamp_min(1e-12).rsqrt(), torch.zeros_like(freq))
+    return (weights / (freq * weights).sum()).float()
+
+
+def stratified_pixels(
+    truth: torch.Tensor, pred: torch.Tensor, total: int, num_classes: int, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(actual, predicted) classes of ``total`` pixels drawn without replacement, an equal share per true class.
+
+    Class ``c`` gets ``total // num_classes`` pixels (one more for the first ``total % num_classes``
+    classes), or all of its pixels when it has fewer.
+    """
+    truth, pred = truth.reshape(-1), pred.reshape(-1)
+    chosen = []
+    for c in range(num_classes):
+        members = torch.nonzero(truth == c).flatten()
+        share = total // num_classes + (c < total % num_classes)
+        chosen.append(members[torch.randperm(members.numel(), generator=gen)[:share]])
+    index = torch.cat(chosen)
+    return truth[index].long(), pred[index].long()
