@@ -23,6 +23,7 @@ import math
 import re
 import shutil
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from urllib.parse import quote
 
@@ -205,14 +206,21 @@ def _missing(v: object) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
 
 
+def _half_up(x: float, digits: int) -> Decimal:
+    """``x`` rounded half away from zero as the tables show it (66.15 -> 66.2), not as its binary float
+    happens to lie (100 * 0.6615 = 66.14999...); the 10-decimal step drops that float noise first."""
+    q = Decimal(f"{x:.10f}").quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP)
+    return q.copy_abs() if q == 0 else q  # no "-0.0"
+
+
 def pct(v: float | None, digits: int = 1) -> str:
     """A fraction as a percentage: 0.6615 -> "66.2 %"."""
-    return MISSING if _missing(v) else f"{100 * v:.{digits}f} %"
+    return MISSING if _missing(v) else f"{_half_up(100 * v, digits)} %"
 
 
 def pp(v: float | None, digits: int = 1) -> str:
-    """A difference of fractions in percentage points: 0.116 -> "+11.6 pp"."""
-    return MISSING if _missing(v) else f"{100 * v:+.{digits}f} pp"
+    """A difference of fractions in percentage points: 0.116 -> "+11.6 pp", 0.2295 -> "+23.0 pp"."""
+    return MISSING if _missing(v) else f"{_half_up(100 * v, digits):+} pp"
 
 
 def sci(v: float | None) -> str:
@@ -338,7 +346,7 @@ def _accuracy_findings(table: pd.DataFrame) -> list[str]:
             out.append(f"{variant}: no depth has both accuracies (see the notes in the table).")
             continue
         text = f"{variant}: " + "; ".join(at) + "."
-        gaps = [round(100 * g, 1) for g in both["residual_minus_plain"]]
+        gaps = [float(_half_up(100 * g, 1)) for g in both["residual_minus_plain"]]
         text += " " + _leaders(gaps, both["depth"].tolist())
         if len(gaps) >= 2:
             how = trend(gaps)
@@ -346,7 +354,7 @@ def _accuracy_findings(table: pd.DataFrame) -> list[str]:
             text += (f" Residual − plain {how} with depth ({shown})." if how else
                      f" Residual − plain does not change monotonically with depth ({shown}).")
             for arch in ("plain", "residual"):
-                values = [round(100 * v, 1) for v in both[arch]]
+                values = [float(_half_up(100 * v, 1)) for v in both[arch]]
                 direction = trend(values)
                 if direction:
                     text += (f" The {arch} network's accuracy {direction} with depth "
