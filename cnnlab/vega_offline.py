@@ -17,14 +17,14 @@ import re
 from pathlib import Path
 
 from cnnlab.errors import UserError, run_cli
+from cnnlab.io import write_text
 
 #: (npm package, built UMD bundle inside it), in load order: Vega-Lite needs Vega, Vega-Embed both.
 BUNDLES = (("vega", "build/vega.min.js"), ("vega-lite", "build/vega-lite.min.js"),
            ("vega-embed", "build/vega-embed.min.js"))
 #: What DVC substitutes in the template (``dvc_render.html``). ``{scripts}`` is left out on purpose:
 #: it is where DVC would put its CDN ``<script src=...>`` tags.
-PLOTS_PLACEHOLDER = "{plot_divs}"
-REFRESH_PLACEHOLDER = "{refresh_tag}"
+PLOTS_PLACEHOLDER, REFRESH_PLACEHOLDER, SCRIPTS_PLACEHOLDER = "{plot_divs}", "{refresh_tag}", "{scripts}"
 _SOURCE_MAP = re.compile(r"^//# sourceMappingURL=.*$", re.MULTILINE)
 
 PAGE = """<!DOCTYPE html>
@@ -79,7 +79,7 @@ def read_bundle(node_modules: Path, package: str, bundle: str) -> tuple[str, str
     code = _SOURCE_MAP.sub("", script.read_text(encoding="utf-8")).rstrip()
     if "</script" in code.lower():
         raise UserError(f"{script} contains '</script' and cannot be inlined into an HTML page")
-    for placeholder in ("{plot_divs}", "{scripts}", "{refresh_tag}"):
+    for placeholder in (PLOTS_PLACEHOLDER, REFRESH_PLACEHOLDER, SCRIPTS_PLACEHOLDER):
         if placeholder in code:
             raise UserError(f"{script} contains DVC's template placeholder {placeholder}")
     return version, code
@@ -103,12 +103,8 @@ def main() -> None:
     parser.add_argument("--out", default="web/plots_template.html")
     args = parser.parse_args()
     page = build_template(args.node_modules)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(out)
-    print(f"wrote {out} ({len(page) // 1024} KiB)")
+    write_text(args.out, page)
+    print(f"wrote {args.out} ({len(page) // 1024} KiB)")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -67,3 +70,16 @@ def test_pinned_versions_are_exact():
     assert all(v[0].isdigit() for v in deps.values()), deps
     lock = json.loads((ROOT / "web" / "package-lock.json").read_text())["packages"]
     assert {p: lock[f"node_modules/{p}"]["version"] for p in deps} == deps
+
+
+def test_cli_writes_the_template_and_fails_in_one_line_without_packages(tmp_path):
+    nm = fake_node_modules(tmp_path / "nm")
+    out = tmp_path / "web" / "plots_template.html"
+    cli = [sys.executable, "-m", "cnnlab.vega_offline", "--node-modules", str(nm), "--out", str(out)]
+    proc = subprocess.run(cli, cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert out.read_text(encoding="utf-8") == build_template(nm)
+    shutil.rmtree(nm / "vega")
+    proc = subprocess.run(cli, cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "npm ci --prefix web" in proc.stderr
+    assert out.read_text(encoding="utf-8") == build_template(fake_node_modules(tmp_path / "nm2"))  # kept
