@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import pandas as pd
 
@@ -79,6 +80,12 @@ def stack_tables(tables: dict[str, pd.DataFrame], labels: dict[str, dict]) -> pd
     return stacked[list(first) + [c for c in stacked.columns if c not in first]]
 
 
+def classifier_labels(key: str) -> dict:
+    """``model`` (arch-depth), ``panel`` (variant) and the fields of a train_classifier key."""
+    arch, depth, variant = split_key(key)
+    return {"model": f"{arch}-{depth}", "panel": variant, "arch": arch, "depth": depth, "variant": variant}
+
+
 def gradient_labels(name: str) -> dict:
     """``model`` (arch-depth) and ``panel`` (variant and init) of a gradient_stats name."""
     f = split_gradient_name(name)
@@ -113,13 +120,26 @@ def gradient_table(summaries: dict[str, dict]) -> pd.DataFrame:
     return table.sort_values(["variant", "_init", "depth", "arch"]).drop(columns="_init").reset_index(drop=True)
 
 
+#: the shown gradient table (tables/gradient_stats.md and the report): header -> gradient_table column
+GRADIENT_COLUMNS = {"variant": "variant", "init": "init", "depth": "depth", "arch": "arch",
+                    "first layer mean |g|": "first_mean_abs", "last layer mean |g|": "last_mean_abs",
+                    "first / last": "ratio_mean_abs", "RMS first / last": "ratio_rms", "note": "note"}
+_GRADIENT_NUMBERS = ("first_mean_abs", "last_mean_abs", "ratio_mean_abs", "ratio_rms")
+
+
+def gradient_display(table: pd.DataFrame, number: Callable[[float], str]) -> pd.DataFrame:
+    """:func:`gradient_table` as shown: the :data:`GRADIENT_COLUMNS`, numbers formatted by ``number``."""
+    return pd.DataFrame({shown: table[col].map(number) if col in _GRADIENT_NUMBERS else table[col]
+                         for shown, col in GRADIENT_COLUMNS.items()})
+
+
 def gradient_markdown(table: pd.DataFrame) -> str:
     def sci(v) -> str:
         return "—" if v is None or pd.isna(v) else f"{v:.2g}"
 
-    lines = ["| variant | init | depth | arch | first layer mean \\|g\\| | last layer mean \\|g\\| | first / last | "
-             "RMS first / last | note |", "|---|---|---:|---|---:|---:|---:|---:|---|"]
-    for r in table.itertuples(index=False):
-        lines.append(f"| {r.variant} | {r.init} | {r.depth} | {r.arch} | {sci(r.first_mean_abs)} | "
-                     f"{sci(r.last_mean_abs)} | {sci(r.ratio_mean_abs)} | {sci(r.ratio_rms)} | {r.note} |")
+    shown = gradient_display(table, sci)
+    numeric = {"depth", *(h for h, c in GRADIENT_COLUMNS.items() if c in _GRADIENT_NUMBERS)}
+    lines = ["| " + " | ".join(h.replace("|", "\\|") for h in shown.columns) + " |",
+             "|" + "|".join("---:" if h in numeric else "---" for h in shown.columns) + "|"]
+    lines += ["| " + " | ".join(map(str, row)) + " |" for row in shown.itertuples(index=False)]
     return "\n".join(lines) + "\n"

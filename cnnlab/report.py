@@ -29,7 +29,7 @@ from urllib.parse import quote
 
 import pandas as pd
 
-from cnnlab.compare import accuracy_table, gradient_table
+from cnnlab.compare import accuracy_table, gradient_display, gradient_table
 from cnnlab.errors import UserError
 from cnnlab.params import classifier_key, get, gradient_key
 
@@ -483,13 +483,7 @@ def gradients(run: Run, params: dict) -> list[Block]:
     table = gradient_table(summaries)
     numbers = ["first_mean_abs", "last_mean_abs", "ratio_mean_abs", "ratio_rms", "ratio_l2"]
     table[numbers] = table[numbers].apply(pd.to_numeric)  # a column of only skipped models holds None
-    shown = pd.DataFrame({
-        "variant": table["variant"], "init": table["init"], "depth": table["depth"], "arch": table["arch"],
-        "first layer mean |g|": table["first_mean_abs"].map(sci),
-        "last layer mean |g|": table["last_mean_abs"].map(sci),
-        "first / last": table["ratio_mean_abs"].map(sci), "RMS first / last": table["ratio_rms"].map(sci),
-        "note": table["note"],
-    })
+    shown = gradient_display(table, sci)
     iterations, batch = get(params, "gradient_stats.iterations"), get(params, "gradient_stats.batch_size")
     findings = _gradient_findings(table)
     vanishing = table[table["ratio_mean_abs"] < VANISHING]

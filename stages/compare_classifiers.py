@@ -3,8 +3,8 @@
 Reads ``metrics/train_classifier/<key>.json`` and the DVCLive curves of exactly the models the
 ``classifier`` matrix in params.yaml names (older files of other depths are ignored); writes
 ``metrics/compare_classifiers.json``, ``tables/classifier_accuracy.md`` and ``plots/compare_classifiers/``
-(accuracy.csv, accuracy_by_depth.csv (the same, long), curves.csv: every model's per-epoch curves in one long table, accuracy_vs_depth.png,
-test_accuracy_curves.png, train_loss_curves.png).
+(accuracy.csv, accuracy_by_depth.csv: the same as a long table, curves.csv: every model's per-epoch
+curves in one long table, accuracy_vs_depth.png, test_accuracy_curves.png, train_loss_curves.png).
 """
 
 import argparse
@@ -12,12 +12,13 @@ from pathlib import Path
 
 import _bootstrap  # noqa: F401
 
-from cnnlab.compare import accuracy_by_depth, accuracy_table, stack_tables, table_metrics, to_markdown
+from cnnlab.compare import accuracy_by_depth, accuracy_table, classifier_labels, stack_tables, table_metrics, to_markdown
 from cnnlab.errors import run_cli
 from cnnlab.figures import accuracy_vs_depth, save_figure, training_curves
 from cnnlab.io import atomic_path, read_json, write_json, write_text
-from cnnlab.params import classifier_key, get, load_params, split_key
+from cnnlab.params import classifier_key, get, load_params
 from cnnlab.tracking import read_curves
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
@@ -40,9 +41,7 @@ def main() -> None:
     save_figure(accuracy_vs_depth(table), out / "accuracy_vs_depth.png")
     histories = {k: read_curves(Path("dvclive/train_classifier") / k) for k in keys}
     with atomic_path(out / "curves.csv") as tmp:
-        labels = {k: dict(zip(("arch", "depth", "variant"), split_key(k))) for k in keys}
-        labels = {k: {"model": f"{v['arch']}-{v['depth']}", "panel": v["variant"], **v} for k, v in labels.items()}
-        stack_tables(histories, labels).to_csv(tmp, index=False, float_format="%.6g")
+        stack_tables(histories, {k: classifier_labels(k) for k in keys}).to_csv(tmp, index=False, float_format="%.6g")
     save_figure(training_curves(histories, "test_accuracy", "test accuracy", "CIFAR-10 test accuracy per epoch"),
                 out / "test_accuracy_curves.png")
     save_figure(training_curves(histories, "train_loss", "training loss (cross-entropy)",

@@ -8,6 +8,7 @@ import pytest
 from cnnlab.compare import (
     accuracy_by_depth,
     accuracy_table,
+    classifier_labels,
     gradient_labels,
     gradient_markdown,
     gradient_table,
@@ -93,6 +94,8 @@ def test_stack_tables_puts_the_labels_first_and_keeps_every_row():
 
 
 def test_gradient_labels_split_model_from_panel():
+    assert classifier_labels("residual-56-tanh-nobn") == {
+        "model": "residual-56", "panel": "tanh-nobn", "arch": "residual", "depth": 56, "variant": "tanh-nobn"}
     assert gradient_labels("plain-20-tanh-nobn-scaled") == {"model": "plain-20", "panel": "tanh-nobn, scaled init"}
     assert gradient_labels("trained-residual-32-relu-bn") == {"model": "residual-32", "panel": "relu-bn, trained model"}
 
