@@ -24,29 +24,34 @@ def _torch_threads():
 
 # --- the whole pipeline on tiny synthetic data, once per session (test_pipeline.py, test_browser.py) ----
 
-#: `dvc exp run -S` overrides for a run of every stage in about a minute
+#: `dvc exp run -S` overrides for a run of every stage in about two minutes. Small, but large enough
+#: that every trained stage learns (tests/test_pipeline.py checks it beats chance by a wide margin).
 TINY = {
     "data.source": "synthetic",
-    "data.mnist.train_size": 200,
-    "data.mnist.test_size": 50,
-    "data.cifar10.train_size": 200,
-    "data.cifar10.test_size": 50,
+    "data.mnist.train_size": 1000,
+    "data.mnist.test_size": 200,
+    "data.cifar10.train_size": 1000,
+    "data.cifar10.test_size": 200,
     "segment_mnist.canvas.count": 8,
     "classifier.depths": "[8]",
-    "train_classifier.epochs": 1,
-    "train_classifier.batch_size": 50,
+    "train_classifier.epochs": 10,
+    "train_classifier.batch_size": 32,
+    "train_classifier.lr": 0.05,
     "train_classifier.show_progress": "false",
     "gradient_matrix.depths": "[8]",
     "gradient_matrix.inits": "[default]",
     "gradient_stats.iterations": 2,
     "gradient_stats.batch_size": 16,
-    "gradcam.n_eval": 20,
+    "gradcam.n_eval": 100,
     "gradcam.deletion_steps": 4,
-    "train_mnist_cnn.training.epochs": 1,
+    "train_mnist_cnn.training.epochs": 2,
+    "train_mnist_cnn.training.batch_size": 32,
     "train_mnist_cnn.training.show_progress": "false",
-    "train_fcn.train_size": "null",
-    "train_fcn.training.epochs": 1,
-    "train_fcn.upsample.training.epochs": 1,
+    "train_fcn.train_size": 800,
+    "train_fcn.class_weighting": "inverse_sqrt_frequency",
+    "train_fcn.training.epochs": 2,
+    "train_fcn.training.batch_size": 16,
+    "train_fcn.upsample.training.epochs": 4,
     "train_fcn.training.show_progress": "false",
     "train_fcn.confusion_pixels": 1100,
 }

@@ -1,8 +1,9 @@
 """The DVC pipeline end to end, in a temporary copy of the repository, on tiny synthetic data
 (the ``tiny_pipeline`` fixture of conftest.py, shared with test_browser.py).
 
-Checks what users rely on: `dvc exp run -S ...` runs every stage, a second `dvc repro` is a no-op, a
-param change reruns only the stages that read it, and a bad param fails with one line and exit 2.
+Checks what users rely on: `dvc exp run -S ...` runs every stage and each trained stage learns, a second
+`dvc repro` is a no-op, a change of any params section invalidates exactly the stages that read it and
+reruns only them and what depends on their outputs, and a bad param fails with one line and exit 2.
 """
 
 from __future__ import annotations
@@ -57,13 +58,110 @@ def test_second_repro_is_a_noop(repo):
     assert "Data and pipelines are up to date" in out, out
 
 
-def test_param_change_reruns_only_dependent_stages(repo):
+def test_trained_stages_learn(repo):
+    """On the tiny synthetic data every trained stage beats chance (10 classes: 0.1) by a wide margin,
+    which a label shuffle, a mean/std mix-up or a train/test split mix-up would not."""
     dest, _ = repo
-    out = run(["dvc", "exp", "run", "-S", "segment_mnist.canvas.count=9"], dest).stdout
-    assert "Running stage 'segment_mnist'" in out, out
-    for stage in ("download@mnist", "download@cifar10"):
-        assert f"Running stage '{stage}'" not in out, out
-    assert "count: 9" in (dest / "dvc.lock").read_text()
+    for key in ("plain-8-relu-bn", "residual-8-relu-bn"):
+        metrics = json.loads((dest / f"metrics/train_classifier/{key}.json").read_text())
+        assert metrics["test_acc"] >= 0.25, (key, metrics)  # 200 test images: chance is 0.10 +- 0.02
+    assert json.loads((dest / "metrics/train_mnist_cnn.json").read_text())["test_acc"] >= 0.8
+    for variant in ("fcn8s", "upsample"):
+        digits = json.loads((dest / f"metrics/train_fcn/{variant}.json").read_text())["digits"]
+        assert digits["digit_accuracy"] >= 0.6, (variant, digits)
+        assert digits["foreground_iou"] >= 0.3, (variant, digits)
+        assert digits["mean_iou"] >= 0.3, (variant, digits)
+    gradcam = json.loads((dest / "metrics/gradcam/8-relu-bn.json").read_text())
+    for arch in ("plain", "residual"):
+        assert gradcam[arch]["accuracy"] >= 0.25, (arch, gradcam)
+        # the heatmap's peak lies inside the object's box far more often than a random point would
+        assert gradcam[arch]["pointing_game"] >= gradcam["box_area_fraction"] + 0.15, (arch, gradcam)
+
+
+def test_fcn_train_size_takes_a_subset(repo):
+    """``train_fcn.train_size: 800`` trains each FCN on 800 of the 1000 segmented digits."""
+    _, out = repo
+    for variant in ("upsample", "fcn8s"):
+        assert re.search(rf"fcn-{variant}: .*\b800 train digits\b", out), out
+
+
+#: one key of every params section -> exactly the stages that read it (dvc.yaml must declare it there
+#: and nowhere else). Downstream stages rerun because their input files change, which DVC sees by hash.
+READERS = {
+    "seed": {"download@mnist", "download@cifar10", "segment_mnist", "train_mnist_cnn", "train_fcn@upsample",
+             "train_fcn@fcn8s", "train_classifier@plain-8-relu-bn", "train_classifier@residual-8-relu-bn",
+             "gradient_stats@plain-8-relu-bn-default", "gradient_stats@plain-8-tanh-nobn-default",
+             "gradient_stats@residual-8-relu-bn-default", "gradient_stats@residual-8-tanh-nobn-default",
+             "gradient_stats_trained@plain-8-relu-bn", "gradient_stats_trained@residual-8-relu-bn",
+             "gradcam@8-relu-bn", "report"},
+    "data.source": {"download@mnist", "download@cifar10", "report"},
+    "data.mnist.test_size": {"download@mnist", "report"},
+    "data.cifar10.train_size": {"download@cifar10", "report"},
+    "segment_mnist.threshold": {"segment_mnist"},
+    "segment_mnist.canvas.max_offset": {"segment_mnist", "report"},
+    "train_mnist_cnn.training.lr": {"train_mnist_cnn"},
+    "train_mnist_cnn.model.dropout": {"train_mnist_cnn", "train_fcn@upsample", "train_fcn@fcn8s"},
+    "train_fcn.confusion_pixels": {"train_fcn@upsample", "train_fcn@fcn8s", "report"},
+    "train_fcn.fcn8s.decoder_channels": {"train_fcn@fcn8s", "report"},
+    "train_classifier.lr": {"train_classifier@plain-8-relu-bn", "train_classifier@residual-8-relu-bn"},
+    "train_classifier.width": {"train_classifier@plain-8-relu-bn", "train_classifier@residual-8-relu-bn",
+                               "gradient_stats_trained@plain-8-relu-bn", "gradient_stats_trained@residual-8-relu-bn",
+                               "gradcam@8-relu-bn"},
+    "gradient_stats.lr": {"gradient_stats@plain-8-relu-bn-default", "gradient_stats@plain-8-tanh-nobn-default",
+                          "gradient_stats@residual-8-relu-bn-default", "gradient_stats@residual-8-tanh-nobn-default",
+                          "gradient_stats_trained@plain-8-relu-bn", "gradient_stats_trained@residual-8-relu-bn"},
+    "gradcam.deletion_steps": {"gradcam@8-relu-bn"},
+    "gradcam.layer": {"gradcam@8-relu-bn", "report"},
+}
+
+
+def _set_param(path, dotted, value):
+    import yaml
+
+    params = yaml.safe_load(path.read_text())
+    *parents, last = dotted.split(".")
+    node = params
+    for part in parents:
+        node = node[part]
+    node[last] = value(node[last])
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def _changed_params(text):
+    """From ``dvc status --json``: the stages whose declared params changed."""
+    return {stage for stage, entries in json.loads(text).items()
+            for entry in entries if "params.yaml" in entry.get("changed deps", {})}
+
+
+def test_each_params_section_invalidates_exactly_its_readers(repo):
+    dest, _ = repo
+    params = dest / "params.yaml"
+    original = params.read_bytes()
+    assert _changed_params(run(["dvc", "status", "--json"], dest).stdout) == set()
+    changes = {"data.source": lambda v: "mirror", "gradcam.layer": lambda v: "layer2"}
+    try:
+        for key, expected in READERS.items():
+            _set_param(params, key, changes.get(key, lambda v: v + 1 if isinstance(v, int) else v / 2))
+            stale = _changed_params(run(["dvc", "status", "--json"], dest).stdout)
+            assert stale == expected, f"{key}: missing {sorted(expected - stale)}, extra {sorted(stale - expected)}"
+            params.write_bytes(original)
+    finally:
+        params.write_bytes(original)
+
+
+def test_param_change_reruns_exactly_the_dependent_stages(repo):
+    """The run log of a real `dvc repro` after one param change: the stage that reads it and the stages
+    downstream of its outputs run; every other stage is skipped."""
+    dest, _ = repo
+    params = dest / "params.yaml"
+    original = params.read_bytes()
+    try:
+        _set_param(params, "gradcam.deletion_steps", lambda v: v + 1)
+        out = run(["dvc", "repro"], dest).stdout
+        assert set(re.findall(r"Running stage '([^']+)'", out)) == {"gradcam@8-relu-bn", "report"}, out
+    finally:
+        params.write_bytes(original)
+        run(["dvc", "repro"], dest)
 
 
 def test_bad_param_fails_with_one_line(repo):
