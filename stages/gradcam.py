@@ -36,7 +36,8 @@ from cnnlab.augment import Prepare, make_prepare
 from cnnlab.data.canonical import Split, load_manifest, load_split
 from cnnlab.device import add_device_argument, configure_threads, pick_device, seed_everything
 from cnnlab.errors import UserError, run_cli
-from cnnlab.figures import CamRow, deletion_curves, gradcam_detail, gradcam_grid, prediction_caption, save_figure
+from cnnlab.figures.gradcam import CamRow, deletion_curves, gradcam_detail, gradcam_grid, prediction_caption
+from cnnlab.figures.style import save_figure
 from cnnlab.gradcam import grad_cam_with_scores, resolve_layer
 from cnnlab.io import atomic_path, write_json
 from cnnlab.metrics.localization import box_mask, deletion_auc, deletion_curve, energy_in_box, pointing_game

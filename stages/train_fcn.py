@@ -41,7 +41,8 @@ from cnnlab.data.segmentation import SEGMENT_CLASSES, Canvases
 from cnnlab.data.sources import stratified_indices
 from cnnlab.device import add_device_argument, configure_threads, pick_device, seed_everything
 from cnnlab.errors import UserError, run_cli
-from cnnlab.figures import confusion_figure, save_figure, segmentation_predictions
+from cnnlab.figures.segmentation import confusion_figure, segmentation_predictions
+from cnnlab.figures.style import save_figure
 from cnnlab.io import atomic_path, load_torch, write_json
 from cnnlab.metrics.segmentation import SegmentationMeter, class_weights, stratified_pixels
 from cnnlab.models.fcn import RETRAIN_HINT, build_fcn, load_encoder_checkpoint
