@@ -8,6 +8,7 @@ from typing import Callable
 import pandas as pd
 
 from cnnlab.params import split_key
+from cnnlab.tables import markdown_table
 
 
 def accuracy_table(metrics: list[dict]) -> pd.DataFrame:
@@ -57,18 +58,16 @@ def table_metrics(table: pd.DataFrame) -> dict:
 
 def to_markdown(table: pd.DataFrame) -> str:
     """A GitHub table with accuracies as percentages; missing/diverged cells as an em dash."""
-    def pct(v: float) -> str:
-        return "—" if pd.isna(v) else f"{100 * v:.2f}"
+    def pct(v: float) -> str | None:
+        return None if pd.isna(v) else f"{100 * v:.2f}"
 
-    def signed(v: float) -> str:
-        return "—" if pd.isna(v) else f"{100 * v:+.2f}"
+    def signed(v: float) -> str | None:
+        return None if pd.isna(v) else f"{100 * v:+.2f}"
 
-    lines = ["| variant | depth | plain acc. (%) | residual acc. (%) | residual − plain (pp) | note |",
-             "|---|---:|---:|---:|---:|---|"]
-    for r in table.itertuples(index=False):
-        lines.append(f"| {r.variant} | {r.depth} | {pct(r.plain)} | {pct(r.residual)} | "
-                     f"{signed(r.residual_minus_plain)} | {r.note} |")
-    return "\n".join(lines) + "\n"
+    shown = pd.DataFrame({"variant": table["variant"], "depth": table["depth"],
+                          "plain acc. (%)": table["plain"].map(pct), "residual acc. (%)": table["residual"].map(pct),
+                          "residual − plain (pp)": table["residual_minus_plain"].map(signed), "note": table["note"]})
+    return markdown_table(shown, right=list(shown.columns[1:5])) + "\n"
 
 
 def stack_tables(tables: dict[str, pd.DataFrame], labels: dict[str, dict]) -> pd.DataFrame:
@@ -134,12 +133,9 @@ def gradient_display(table: pd.DataFrame, number: Callable[[float], str]) -> pd.
 
 
 def gradient_markdown(table: pd.DataFrame) -> str:
-    def sci(v) -> str:
-        return "—" if v is None or pd.isna(v) else f"{v:.2g}"
+    def sci(v) -> str | None:
+        return None if v is None or pd.isna(v) else f"{v:.2g}"
 
     shown = gradient_display(table, sci)
     numeric = {"depth", *(h for h, c in GRADIENT_COLUMNS.items() if c in _GRADIENT_NUMBERS)}
-    lines = ["| " + " | ".join(h.replace("|", "\\|") for h in shown.columns) + " |",
-             "|" + "|".join("---:" if h in numeric else "---" for h in shown.columns) + "|"]
-    lines += ["| " + " | ".join(map(str, row)) + " |" for row in shown.itertuples(index=False)]
-    return "\n".join(lines) + "\n"
+    return markdown_table(shown, right=numeric) + "\n"

@@ -14,7 +14,8 @@ import _bootstrap  # noqa: F401
 
 from cnnlab.compare import accuracy_by_depth, accuracy_table, classifier_labels, stack_tables, table_metrics, to_markdown
 from cnnlab.errors import run_cli
-from cnnlab.figures import accuracy_vs_depth, save_figure, training_curves
+from cnnlab.figures.classifiers import accuracy_vs_depth, training_curves
+from cnnlab.figures.style import save_figure
 from cnnlab.io import atomic_path, read_json, write_json, write_text
 from cnnlab.params import classifier_key, get, load_params
 from cnnlab.tracking import read_curves

@@ -16,7 +16,8 @@ import pandas as pd
 
 from cnnlab.compare import gradient_labels, gradient_markdown, gradient_table, stack_tables
 from cnnlab.errors import run_cli
-from cnnlab.figures import first_last_over_iterations, gradient_profiles, save_figure
+from cnnlab.figures.gradients import first_last_over_iterations, gradient_profiles
+from cnnlab.figures.style import save_figure
 from cnnlab.io import atomic_path, read_json, write_text
 from cnnlab.params import classifier_key, get, gradient_key, load_params
 

@@ -15,7 +15,8 @@ import _bootstrap  # noqa: F401
 from cnnlab.errors import run_cli
 from cnnlab.io import atomic_dir
 from cnnlab.params import load_params
-from cnnlab.report import build_report, write_report
+from cnnlab.report import build_report
+from cnnlab.report.document import write_report
 
 
 def main() -> None:

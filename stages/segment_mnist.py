@@ -13,7 +13,8 @@ import torch
 from cnnlab.data.canonical import Dataset, load_dataset, save_dataset
 from cnnlab.data.segmentation import SEGMENT_CLASSES, digit_masks, make_canvases
 from cnnlab.errors import run_cli
-from cnnlab.figures import save_figure, segmentation_grid
+from cnnlab.figures.segmentation import segmentation_grid
+from cnnlab.figures.style import save_figure
 from cnnlab.params import load_params, segment_params
 
 

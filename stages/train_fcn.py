@@ -9,7 +9,7 @@ stored in the checkpoint). Params: ``seed``, ``train_mnist_cnn.model`` and ``tra
 updated by ``train_fcn.<variant>.training``; ``train_size``, ``class_weighting``, ``confusion_pixels``,
 ``preview``, and the variant's ``freeze_encoder``/``decoder_channels``).
 
-Evaluated with :class:`cnnlab.metrics.segmentation.SegmentationMeter` on the single-digit test split and on
+Evaluated with :func:`cnnlab.segmentation_eval.segment` on the single-digit test split and on
 the multi-digit canvases (per-digit accuracy over each canvas's digit instances). Writes
 
 - ``models/fcn/<variant>.pt``: weights; config ``{"fcn": FcnConfig, "encoder": MnistCnnConfig}``;
@@ -41,13 +41,15 @@ from cnnlab.data.segmentation import SEGMENT_CLASSES, Canvases
 from cnnlab.data.sources import stratified_indices
 from cnnlab.device import add_device_argument, configure_threads, pick_device, seed_everything
 from cnnlab.errors import UserError, run_cli
-from cnnlab.figures import confusion_figure, save_figure, segmentation_predictions
+from cnnlab.figures.segmentation import confusion_figure, segmentation_predictions
+from cnnlab.figures.style import save_figure
 from cnnlab.io import atomic_path, load_torch, write_json
-from cnnlab.metrics.segmentation import SegmentationMeter, class_weights, stratified_pixels
+from cnnlab.metrics.segmentation import class_weights, stratified_pixels
 from cnnlab.models.fcn import RETRAIN_HINT, build_fcn, load_encoder_checkpoint
 from cnnlab.params import FcnParams, fcn_params, load_params
+from cnnlab.segmentation_eval import segment, summary_line
 from cnnlab.tracking import SEGMENTATION_CURVES, fit_with_curves
-from cnnlab.training import PrepareFn, predict, save_checkpoint
+from cnnlab.training import save_checkpoint
 
 SEGMENT_HINT = "run `dvc repro segment_mnist` first"
 
@@ -75,37 +77,11 @@ def encoder_normalisation(path: Path) -> tuple[list[float], list[float]]:
     return extra["train_mean"], extra["train_std"]
 
 
-def segment(
-    model: torch.nn.Module,
-    images: torch.Tensor,
-    masks: torch.Tensor,
-    instances: torch.Tensor | None,
-    prepare: PrepareFn,
-    batch_size: int,
-    device: torch.device,
-) -> tuple[torch.Tensor, dict, torch.Tensor]:
-    """Predicted class maps (uint8 ``[N, H, W]``), the :class:`SegmentationMeter` metrics and pixel confusion."""
-    meter = SegmentationMeter(len(SEGMENT_CLASSES), SEGMENT_CLASSES)
-    preds = []
-    for start in range(0, len(images), batch_size):
-        batch = slice(start, start + batch_size)
-        pred = predict(model, images[batch], prepare, batch_size, device).argmax(dim=1).to(torch.uint8)
-        meter.update(pred, masks[batch], None if instances is None else instances[batch])
-        preds.append(pred)
-    return torch.cat(preds), meter.compute(), meter.confusion
-
-
 def write_confusion_csv(path: Path, actual: torch.Tensor, predicted: torch.Tensor) -> None:
     names = pd.Series(SEGMENT_CLASSES)
     table = pd.DataFrame({"actual": names[actual.numpy()].values, "predicted": names[predicted.numpy()].values})
     with atomic_path(path) as tmp:
         table.to_csv(tmp, index=False)
-
-
-def summary_line(metrics: dict) -> str:
-    shown = {"mean IoU": "mean_iou", "foreground IoU": "foreground_iou", "digit accuracy": "digit_accuracy"}
-    return ", ".join(f"{label} {'n/a' if metrics[key] is None else format(metrics[key], '.3f')}"
-                     for label, key in shown.items())
 
 
 def train(p: FcnParams, encoder_path: Path, data: Path, device_name: str) -> None:

@@ -7,7 +7,6 @@ MNIST and its ``segment_mnist`` output; every run uses one CPU thread.
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import os
 import runpy
@@ -107,17 +106,6 @@ def work(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def stage():
-    """``stages/train_fcn.py`` imported as a module, for its helpers."""
-    if str(STAGES) not in sys.path:
-        sys.path.insert(0, str(STAGES))
-    spec = importlib.util.spec_from_file_location("train_fcn_stage", STAGES / "train_fcn.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def curve(work: Path, live_dir: str, name: str) -> pd.DataFrame:
     return pd.read_csv(work / "dvclive" / live_dir / "plots/metrics" / f"{name}.tsv", sep="\t")
 
@@ -212,9 +200,12 @@ def test_encoder_that_does_not_match_the_params_is_a_one_line_error_and_writes_n
     assert (work / "metrics/train_fcn/fcn8s.json").stat().st_mtime_ns == before
 
 
-def test_missing_segmented_data_names_the_stage_to_run(stage, tmp_path):
-    with pytest.raises(UserError, match=r"no manifest.json\): run `dvc repro segment_mnist` first"):
-        stage.load_segmented(tmp_path / "segmented_mnist")
+def test_missing_segmented_data_is_a_one_line_error_naming_the_stage_to_run(work):
+    before = (work / "metrics/train_fcn/upsample.json").stat().st_mtime_ns
+    line = check_user_error(run_stage(work, "train_fcn.py", "upsample", "--data", "data/no_such_folder"))
+    assert line == ("error: dataset data/no_such_folder is missing (no manifest.json): "
+                    "run `dvc repro segment_mnist` first")
+    assert (work / "metrics/train_fcn/upsample.json").stat().st_mtime_ns == before
 
 
 # --- helpers of the stage and its params -----------------------------------------------------------

@@ -1,18 +1,16 @@
 """The ``gradcam`` stage on tiny synthetic data with two untrained depth-8 checkpoints.
 
-The stage runs as DVC runs it (a subprocess in the project folder); its chunked evaluation, image
-selection and params are also checked in process.
+The stage runs as DVC runs it (a subprocess in the project folder); the library it calls
+(cnnlab/gradcam_eval.py: chunked evaluation, image selection) and its params are also checked in process.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import cv2
 import numpy as np
@@ -24,7 +22,8 @@ import yaml
 from cnnlab.data.canonical import load_manifest, load_split, save_dataset
 from cnnlab.data.sources import CIFAR10_CLASSES, load_source
 from cnnlab.errors import UserError
-from cnnlab.models.cifar import ARCHS, CifarNetConfig, build_cifar_net
+from cnnlab.gradcam_eval import Classifier, evaluate, showcase_indices
+from cnnlab.models.cifar import ARCHS, CifarNetConfig, build_cifar_net, load_trained_classifier
 from cnnlab.params import classifier_key, data_params, gradcam_params, model_config
 from cnnlab.training import save_checkpoint
 
@@ -82,19 +81,6 @@ def outputs(project: Path) -> Path:
     proc = run_stage(project, "--depth", str(DEPTH), "--variant", VARIANT)
     assert proc.returncode == 0, proc.stderr
     return project
-
-
-@pytest.fixture(scope="module")
-def stage() -> ModuleType:
-    """stages/gradcam.py imported as a module (its ``import _bootstrap`` needs stages/ on the path)."""
-    sys.path.insert(0, str(STAGE.parent))
-    try:
-        spec = importlib.util.spec_from_file_location("gradcam_stage", STAGE)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(STAGE.parent))
-    return module
 
 
 # --------------------------------------------------------------------------- the stage end to end
@@ -157,42 +143,43 @@ def test_bad_layer_lists_the_layers(project: Path) -> None:
     assert_one_line_error(proc, "gradcam.layer", "'layer9'", "did you mean layer3", "stem.conv, stem.bn")
 
 
-# --------------------------------------------------------------------------- in process
+# --------------------------------------------------------------------------- the library, in process
 
 
-def test_evaluation_does_not_depend_on_the_chunk_size(project: Path, stage: ModuleType,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_evaluation_does_not_depend_on_the_chunk_size(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(project)
     params = yaml.safe_load((project / "params.yaml").read_text())
     classes = load_manifest("data/cifar10")["classes"]
     test = load_split("data/cifar10", "test")
-    net = stage.load_classifier("residual", DEPTH, VARIANT, params, classes, torch.device("cpu"))
+    model, extra = load_trained_classifier(classifier_key("residual", DEPTH, VARIANT), params, classes)
+    net = Classifier.frozen("residual", f"residual-{DEPTH}", model, extra["train_mean"], extra["train_std"],
+                            torch.device("cpu"))
+    assert not any(t.requires_grad for t in net.model.parameters()) and not net.model.training
     chunked = gradcam_params(params)
     whole = gradcam_params(params | {"gradcam": GRADCAM | {"batch_size": 100}})
-    (metrics_a, curves_a), (metrics_b, curves_b) = (stage.evaluate(net, "layer3", test, p, torch.device("cpu"))
+    (metrics_a, curves_a), (metrics_b, curves_b) = (evaluate(net, "layer3", test, p, torch.device("cpu"))
                                                     for p in (chunked, whole))
     assert metrics_a == pytest.approx(metrics_b, abs=1e-5)
     for order in curves_a:
         np.testing.assert_allclose(curves_a[order], curves_b[order], atol=1e-5)
 
 
-def test_checkpoint_of_other_classes_is_rejected(project: Path, stage: ModuleType,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_checkpoint_of_other_classes_is_rejected(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(project)
     params = yaml.safe_load((project / "params.yaml").read_text())
     with pytest.raises(UserError, match=r"trained on classes .*disc.* but the data has .*airplane.*dvc repro"):
-        stage.load_classifier("plain", DEPTH, VARIANT, params, CIFAR10_CLASSES, torch.device("cpu"))
+        load_trained_classifier(classifier_key("plain", DEPTH, VARIANT), params, CIFAR10_CLASSES)
 
 
-def test_showcase_picks_the_first_images(stage: ModuleType) -> None:
+def test_showcase_picks_the_first_images() -> None:
     labels = torch.tensor([2, 0, 2, 1, 2, 2, 0])
     classes = ["a", "b", "c", "d"]
-    of_class, first = stage.showcase_indices(labels, 2, 3, classes)
+    of_class, first = showcase_indices(labels, 2, 3, classes)
     assert of_class == [0, 2, 4]
     assert first == [1, 3, 0]  # classes 0, 1, 2; class 3 has no test image
-    assert stage.showcase_indices(labels, 1, 5, classes)[0] == [3]  # fewer than k: all of them
+    assert showcase_indices(labels, 1, 5, classes)[0] == [3]  # fewer than k: all of them
     with pytest.raises(UserError, match=r"no image of class 'd'.*test_size.*gradcam.class_name"):
-        stage.showcase_indices(labels, 3, 2, classes)
+        showcase_indices(labels, 3, 2, classes)
 
 
 # --------------------------------------------------------------------------- params

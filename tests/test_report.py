@@ -22,11 +22,13 @@ import pytest
 import yaml
 from PIL import Image
 
-from cnnlab import report
 from cnnlab.errors import UserError
 from cnnlab.gradients import STAT_COLUMNS, summarize
-from cnnlab.report import (PNG_SIGNATURE, Bullets, Document, Figure, Heading, Paragraph, Table, build_report, to_html,
-                           to_markdown, write_report)
+from cnnlab.report import build_report
+from cnnlab.report.document import (PNG_SIGNATURE, Bullets, Document, Figure, Heading, Paragraph, Table, to_html,
+                                    to_markdown, write_report)
+from cnnlab.report.text import pct, pp
+from cnnlab.tables import MISSING
 from cnnlab.tracking import result_metrics
 from cnnlab.training import TrainResult
 
@@ -324,6 +326,6 @@ def test_stage_writes_the_report_and_keeps_it_on_error(tree):
 
 def test_percentages_round_half_up_as_the_tables_show_them():
     """66.15 % in a table must read 66.2 % in a caption, although 100 * 0.6615 is 66.1499... as a float."""
-    assert report.pct(0.6615) == "66.2 %" and report.pct(0.6605) == "66.1 %" and report.pct(0.1) == "10.0 %"
-    assert report.pp(0.6605 - 0.431) == "+23.0 pp" and report.pp(-0.116) == "-11.6 pp"
-    assert report.pp(-0.0004) == "+0.0 pp" and report.pct(None) == report.MISSING
+    assert pct(0.6615) == "66.2 %" and pct(0.6605) == "66.1 %" and pct(0.1) == "10.0 %"
+    assert pp(0.6605 - 0.431) == "+23.0 pp" and pp(-0.116) == "-11.6 pp"
+    assert pp(-0.0004) == "+0.0 pp" and pct(None) == MISSING

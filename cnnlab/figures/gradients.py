@@ -1,0 +1,82 @@
+"""Gradient statistics: per-layer profiles and first / last layer gradients over the iterations, one log-y
+panel per (variant, init) and depth."""
+
+from __future__ import annotations
+
+import pandas as pd
+from matplotlib.ticker import MaxNLocator
+
+from cnnlab.compare import split_gradient_name
+from cnnlab.figures.style import ARCH_COLORS, plt
+
+
+class GradientGrid:
+    """A grid of log-y panels for gradient statistics: rows = (variant, init), columns = depth."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.parsed = {name: split_gradient_name(name) for name in names}
+        self.groups = sorted({(p["variant"], p["init"]) for p in self.parsed.values()})
+        self.depths = sorted({p["depth"] for p in self.parsed.values()})
+        self.fig, self.axes = plt.subplots(
+            len(self.groups), len(self.depths), figsize=(3.6 * len(self.depths), 2.8 * len(self.groups)),
+            squeeze=False, sharey="row",
+        )
+
+    def ax(self, name: str) -> tuple[plt.Axes, dict]:
+        p = self.parsed[name]
+        return self.axes[self.groups.index((p["variant"], p["init"])), self.depths.index(p["depth"])], p
+
+    def finish(self, xlabel: str, ylabel: str, title: str) -> plt.Figure:
+        """Log-y axes, titles and labels; one legend for the figure; panels without data say so."""
+        legend_from = None
+        for r, (variant, init) in enumerate(self.groups):
+            for c, depth in enumerate(self.depths):
+                ax = self.axes[r, c]
+                start = "trained" if init == "trained" else f"{init} init"
+                ax.set_title(f"{variant}, {start}, depth {depth}", fontsize=9)
+                if not ax.lines:
+                    ax.text(0.5, 0.5, "not in this run", ha="center", va="center", color="0.5", transform=ax.transAxes)
+                    ax.set_xticks([])
+                    ax.set_yticks([])
+                    continue
+                legend_from = legend_from or ax
+                ax.set_yscale("log")
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+                ax.grid(alpha=0.3, which="both")
+                if r == len(self.groups) - 1:
+                    ax.set_xlabel(xlabel)
+                if c == 0:
+                    ax.set_ylabel(ylabel)
+        inch = 1.0 / self.fig.get_figheight()  # one inch in figure coordinates
+        self.fig.suptitle(title, y=1.0 - 0.1 * inch, va="top")
+        self.fig.tight_layout(rect=(0, 0, 1, 1.0 - 0.75 * inch))
+        if legend_from is not None:
+            handles, labels = legend_from.get_legend_handles_labels()
+            self.fig.legend(handles, labels, loc="upper center", ncol=len(labels), fontsize=8,
+                            bbox_to_anchor=(0.5, 1.0 - 0.4 * inch), frameon=False)
+        return self.fig
+
+
+def gradient_profiles(profiles: dict[str, pd.DataFrame], column: str, ylabel: str, title: str) -> plt.Figure:
+    """Per-layer gradient profile (``column`` of :func:`cnnlab.gradients.layer_profile`), plain vs residual.
+
+    ``profiles`` maps gradient-stats names (``"plain-56-tanh-nobn-default"``, ``"trained-..."``) to profiles.
+    """
+    grid = GradientGrid(list(profiles))
+    for name, frame in profiles.items():
+        ax, p = grid.ax(name)
+        if len(frame):
+            ax.plot(frame["layer_index"], frame[column], color=ARCH_COLORS[p["arch"]], label=p["arch"], lw=1.4)
+    return grid.finish("weight layer (input → output)", ylabel, title)
+
+
+def first_last_over_iterations(tables: dict[str, pd.DataFrame], stat: str, ylabel: str, title: str) -> plt.Figure:
+    """First (solid) and last (dashed) layer ``stat`` over the K iterations, plain vs residual, log y."""
+    grid = GradientGrid(list(tables))
+    for name, frame in tables.items():
+        ax, p = grid.ax(name)
+        if len(frame):
+            color = ARCH_COLORS[p["arch"]]
+            ax.plot(frame["iteration"], frame[f"first_{stat}"], "-", color=color, label=f"{p['arch']}, first layer")
+            ax.plot(frame["iteration"], frame[f"last_{stat}"], "--", color=color, label=f"{p['arch']}, last layer")
+    return grid.finish("iteration", ylabel, title)
