@@ -397,7 +397,6 @@ def classifiers(run: Run, params: dict) -> list[Block]:
              "parameters (plain / residual)": per_arch(r.variant, r.depth, "params", lambda v: f"{v / 1e6:.3f}M", True),
              "plain acc. (%)": fixed(100 * r.plain, 2), "residual acc. (%)": fixed(100 * r.residual, 2),
              "residual − plain (pp)": pp(r.residual_minus_plain, 2).removesuffix(" pp"),
-             "training time plain / residual (s)": per_arch(r.variant, r.depth, "train_seconds", lambda v: f"{v:.0f}"),
              "note": r.note} for r in table.itertuples()]
     findings = _accuracy_findings(table)
     epochs = get(params, "train_classifier.epochs")
@@ -560,7 +559,7 @@ def fcn(run: Run, params: dict) -> list[Block]:
     variants = get(params, "fcn.variants")
     metrics = {v: run.json(f"metrics/train_fcn/{v}.json", f"train_fcn@{v}") for v in variants}
     rows = [{"variant": v, "test set": what, **{col: fixed(m[key].get(name)) for col, name in FCN_COLUMNS.items()},
-             "digits": f"{m[key]['digits']:,}", "training (s)": f"{m['train_seconds']:.0f}" if key == "digits" else ""}
+             "digits": f"{m[key]['digits']:,}"}
             for v, m in metrics.items() for key, what in TEST_SETS.items()]
     cnn_text = f"The MNIST CNN ({cnn['params'] / 1e3:.0f}k parameters) " + (
         f"diverged in epoch {cnn.get('diverged_epoch')}." if cnn.get("diverged") else
