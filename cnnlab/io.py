@@ -151,9 +151,13 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 def save_torch(path: str | os.PathLike, obj: Any) -> None:
-    """``torch.save`` atomically. Only tensors, numbers, strings, lists and dicts belong in ``obj``."""
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    """``torch.save`` atomically. Only tensors, numbers, strings, lists and dicts belong in ``obj``.
+
+    The same ``obj`` gives the same bytes: ``torch.save`` to a *path* names the zip archive's top folder after
+    the file, which would be the random temporary name, so it writes through a file object instead.
+    """
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(obj, fh)
 
 
 def load_torch(path: str | os.PathLike, what: str = "file", hint: str = "run `dvc repro`") -> Any:

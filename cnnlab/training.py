@@ -512,7 +512,8 @@ def fit(
     gen = torch.Generator().manual_seed(cfg.seed)
     resume_path = None if resume_path is None else Path(resume_path)
     resume_key = dict(resume_key or {})
-    epoch = start = 1
+    start = 1  # the first epoch this call trains
+    saved = 0  # the last epoch whose resume state is on disk
     with torch.random.fork_rng(devices=_rng_devices(device)):
         torch.manual_seed(cfg.seed)
         state = None if resume_path is None else _read_resume_state(resume_path, resume_key, stepper)
@@ -525,7 +526,8 @@ def fit(
                 result = TrainResult()
             else:
                 best_state = _snapshot(model) if saved_best is None else saved_best
-                epoch = start = state["epoch"] + 1
+                saved = state["epoch"]
+                start = saved + 1
                 print(f"resuming {name} at epoch {start}/{cfg.epochs}" if start <= cfg.epochs else
                       f"resuming {name}: all {cfg.epochs} epochs were done", flush=True)
                 if on_epoch is not None:
@@ -559,9 +561,10 @@ def fit(
                     on_epoch(dict(row))
                 if resume_path is not None:
                     save_torch(resume_path, _resume_state(stepper, resume_key, result, best_state, gen))
-        except KeyboardInterrupt:
-            resume = "; rerun to resume" if resume_path is not None and epoch > 1 else ""
-            raise Interrupted(f"{name} stopped at epoch {epoch}/{cfg.epochs}{resume}") from None
+                    saved = epoch
+        except KeyboardInterrupt:  # a state is on disk once an epoch was restored or (being) saved
+            resume = "; rerun to resume" if resume_path is not None and (saved or result.history) else ""
+            raise Interrupted(f"{name} stopped after {len(result.history)}/{cfg.epochs} epochs{resume}") from None
     if result.history:
         result.images_per_sec = len(result.history) * stepper.steps_per_epoch * cfg.batch_size / result.train_seconds
     if result.diverged_epoch is None:

@@ -204,7 +204,8 @@ def test_fit_learns_a_separable_problem_and_reports_each_epoch() -> None:
     assert result.train_seconds > 0 and result.images_per_sec > 0
     assert set(result.summary()) == {"best_epoch", "best_test_acc", "test_loss", "test_acc", "diverged_epoch"}
     assert set(result.timing()) == {"train_seconds", "images_per_sec"}  # wall-clock: kept out of the summary
-    assert (result.test_loss, result.test_acc) == evaluate(model, test, make_prepare(MEAN, STD, False, True), cfg.eval_batch_size, "cpu")
+    expected = evaluate(model, test, make_prepare(MEAN, STD, False, True), cfg.eval_batch_size, "cpu")
+    assert (result.test_loss, result.test_acc) == expected
 
 
 def test_fit_is_deterministic_on_cpu() -> None:
