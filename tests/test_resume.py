@@ -206,3 +206,31 @@ def test_fit_with_dropout_resumes_bit_identical(tmp_path):
     resumed_rows, resumed_weights = run()
     assert resumed_rows == rows  # restored epoch replayed to on_epoch, then epochs 2 and 3
     assert all(torch.equal(resumed_weights[k], weights[k]) for k in weights)
+
+
+def test_temporaries_live_in_the_project_tmp_folder_and_stale_ones_are_swept(tmp_path):
+    from cnnlab import io
+
+    project = tmp_path / "project"
+    (project / "out").mkdir(parents=True)
+    (project / "dvc.yaml").write_text("stages: {}\n")
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True, check=True).stdout)
+    stale = project / ".cnnlab-tmp" / f"{dead}.{io._HOST}.x1y2.curves.tmp"  # left by a killed process
+    stale.mkdir(parents=True)
+    (stale / "half.tsv").write_text("step\n")
+    foreign = project / ".cnnlab-tmp" / "notes.txt"  # not a temporary of ours: kept
+    foreign.write_text("")
+    old_layout = project / "out" / ".curves.k2j3.tmp"  # debris beside the output, from the earlier layout
+    old_layout.mkdir()
+    io._swept.discard((project / ".cnnlab-tmp").resolve())
+    with io.atomic_dir(project / "out" / "curves") as tmp:
+        assert tmp.parent == (project / ".cnnlab-tmp").resolve()
+        (tmp / "a.tsv").write_text("step\n1\n")
+        assert not stale.exists() and not old_layout.exists() and foreign.exists()
+    with io.atomic_path(project / "out" / "curves" / "b.json") as tmp:
+        assert tmp.parent == (project / ".cnnlab-tmp").resolve()
+        tmp.write_text("{}")
+    assert sorted(p.name for p in (project / "out").iterdir()) == ["curves"]
+    assert sorted(p.name for p in (project / "out" / "curves").iterdir()) == ["a.tsv", "b.json"]
+    assert [p.name for p in (project / ".cnnlab-tmp").iterdir()] == ["notes.txt"]
