@@ -4,6 +4,9 @@
 and learning rate with DVCLive (x axis = epoch, 1-based) into ``live_dir``, which is written
 atomically (a crash leaves the previous curves, not half of new ones). DVCLive's own scalar summary
 is dropped: the scalar results go to ``metrics/`` as the stage's metrics JSON (:func:`result_metrics`).
+The curves hold no wall-clock figures, so two runs, or an interrupted and resumed run
+(``resume_path``/``resume_key`` of :func:`cnnlab.training.fit`, which replays the restored epochs), write
+the same bytes; the timing goes to a separate file (:func:`timing_metrics`) that no stage depends on.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ SEGMENTATION_CURVES = {**CLASSIFICATION_CURVES, "train_acc": "train_pixel_accura
 
 def fit_with_curves(live_dir: str | Path, *fit_args: Any, curves: dict[str, str] = CLASSIFICATION_CURVES,
                     **fit_kwargs: Any) -> TrainResult:
-    """``fit(*fit_args, **fit_kwargs)`` with per-epoch DVCLive curves in ``live_dir``."""
+    """``fit(*fit_args, **fit_kwargs)`` with per-epoch DVCLive curves in ``live_dir`` (rebuilt from the
+    restored history when ``fit`` resumes)."""
     with atomic_dir(live_dir) as tmp:
         with Live(str(tmp), dvcyaml=False, save_dvc_exp=False, report=None) as live:
             def on_epoch(row: dict) -> None:
@@ -54,9 +58,16 @@ def read_curves(live_dir: str | Path, curves: dict[str, str] = CLASSIFICATION_CU
 
 
 def result_metrics(result: TrainResult, **extra: Any) -> dict:
-    """The JSON-ready scalar results of a training run (floats rounded to 6 digits) plus ``extra``."""
+    """The JSON-ready scalar results of a training run (floats rounded to 6 digits) plus ``extra``; no
+    wall-clock figures (:func:`timing_metrics`), so the same params give the same bytes."""
     summary = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in result.summary().items()}
     return {**extra, "diverged": result.diverged_epoch is not None, **summary}
+
+
+def timing_metrics(result: TrainResult) -> dict:
+    """The wall-clock figures of a training run (``train_seconds``, ``images_per_sec``, rounded), for the
+    stage's timing file, and ``resumed_epoch`` (epochs restored from an interrupted run; 0 if none)."""
+    return {**{k: round(v, 3) for k, v in result.timing().items()}, "resumed_epoch": result.resumed_epoch}
 
 
 def result_line(name: str, result: TrainResult) -> str:

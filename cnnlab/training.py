@@ -22,6 +22,14 @@ Performance: on CUDA, fp16 autocast with a gradient scaler (``amp``); channels-l
 On the CPU a seed gives bit-identical results: data order and augmentation draw from a generator
 seeded with ``seed``, and the global RNG (dropout) is re-seeded inside a forked RNG state, so the
 caller's RNG state is left untouched.
+
+Resume: with ``resume_path``, :func:`fit` saves after every epoch everything the rest of the run depends
+on (weights, optimiser and gradient-scaler state, the epoch, which fixes the learning-rate schedule, the
+data-order, global-CPU and CUDA RNG states, the history and the best-epoch bookkeeping), atomically and
+loadable with ``weights_only=True``. A later call with the same ``resume_key`` continues after the last
+saved epoch and, on the CPU, ends bit-identical to a run that was never interrupted. A state saved under
+another key, or one that cannot be read, is ignored with a warning saying why. Ctrl-C raises
+:class:`cnnlab.errors.Interrupted` naming the epoch it stopped in.
 """
 
 from __future__ import annotations
@@ -40,7 +48,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from cnnlab.device import eval_mode, pick_device
-from cnnlab.errors import UserError
+from cnnlab.errors import Interrupted, UserError
 from cnnlab.io import load_torch, save_torch
 from cnnlab.params import config_from_dict
 from cnnlab.metrics.classification import count_correct
@@ -53,6 +61,10 @@ STEP_MILESTONES = (0.5, 0.75)  # fractions of all iterations at which the "step"
 STEP_FACTOR = 0.1
 SYNC_EVERY = 10  # steps between host syncs (progress bar, NaN check)
 HISTORY_KEYS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds", "images_per_sec")
+TIMING_KEYS = ("train_seconds", "images_per_sec")  # wall-clock results: never in reproducible outputs
+RESUME_FORMAT = 1
+RESUME_FIELDS = ("format", "key", "epoch", "epochs", "model", "optimizer", "scaler", "rng", "history", "best_epoch",
+                 "best_test_acc", "best_state")
 
 PrepareFn = Callable[[torch.Tensor, bool, "torch.Generator | None"], torch.Tensor]  # see cnnlab.augment
 Data = tuple[torch.Tensor, torch.Tensor]
@@ -243,8 +255,9 @@ class TrainResult:
     """What :func:`fit` returns. The model keeps its final weights unless training diverged.
 
     ``test_loss``/``test_acc`` belong to the weights the model holds on return; ``train_seconds``
-    and ``images_per_sec`` cover the training steps only (evaluation excluded). ``best_epoch`` is
-    1-based; 0 (and ``best_test_acc`` None) when no epoch completed.
+    and ``images_per_sec`` cover the training steps only (evaluation excluded; after a resume, the epochs
+    of every run). ``best_epoch`` is 1-based; 0 (and ``best_test_acc`` None) when no epoch completed.
+    ``resumed_epoch`` is the number of epochs restored from a resume state (0 for a fresh run).
     """
 
     history: list[dict] = field(default_factory=list)
@@ -255,10 +268,17 @@ class TrainResult:
     train_seconds: float = 0.0
     images_per_sec: float = 0.0
     diverged_epoch: int | None = None
+    resumed_epoch: int = 0
 
     def summary(self) -> dict:
-        """The scalar results (no history), e.g. for a metrics JSON file."""
-        return {k: v for k, v in asdict(self).items() if k != "history"}
+        """The reproducible scalar results, e.g. for a metrics JSON file: no history, no wall-clock figures
+        (:meth:`timing`), nothing that depends on whether the run was interrupted."""
+        skip = {"history", "resumed_epoch", *TIMING_KEYS}
+        return {k: v for k, v in asdict(self).items() if k not in skip}
+
+    def timing(self) -> dict:
+        """The wall-clock results (``train_seconds``, ``images_per_sec``), which differ from run to run."""
+        return {k: getattr(self, k) for k in TIMING_KEYS}
 
 
 class _Diverged(Exception):
@@ -378,6 +398,88 @@ def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
     return {key: value.detach().clone() for key, value in model.state_dict().items()}
 
 
+def _rng_devices(device: torch.device) -> list[int]:
+    return [device.index or 0] if device.type == "cuda" else []
+
+
+def _resume_state(
+    stepper: _Stepper, key: Mapping[str, str], result: TrainResult, best_state: dict, gen: torch.Generator
+) -> dict:
+    """Everything the epochs after ``result.history[-1]`` depend on (see the module docstring)."""
+    epoch = len(result.history)
+    return {
+        "format": RESUME_FORMAT,
+        "key": dict(key),
+        "epoch": epoch,
+        "epochs": stepper.cfg.epochs,
+        "model": stepper.model.state_dict(),
+        "optimizer": stepper.optimizer.state_dict(),
+        "scaler": stepper.scaler.state_dict(),
+        "rng": {"data": gen.get_state(), "cpu": torch.get_rng_state(),
+                "cuda": [torch.cuda.get_rng_state(d) for d in _rng_devices(stepper.device)]},
+        "history": [dict(row) for row in result.history],
+        "best_epoch": result.best_epoch,
+        "best_test_acc": result.best_test_acc,
+        "best_state": best_state if result.best_epoch < epoch else None,  # None: the weights of `epoch`
+    }
+
+
+def _read_resume_state(path: Path, key: Mapping[str, str], stepper: _Stepper) -> dict | None:
+    """The resume state at ``path`` if it belongs to this run, else None (after a warning saying why)."""
+    if not path.exists():
+        return None
+    cfg, name = stepper.cfg, stepper.name
+    fresh = f"training {name} from scratch"
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means a truncated/corrupt file
+        log.warning("ignoring the resume state %s, it cannot be read (%s); %s", path, type(err).__name__, fresh)
+        return None
+    missing = [f for f in RESUME_FIELDS if f not in state] if isinstance(state, dict) else list(RESUME_FIELDS)
+    if missing or state["format"] != RESUME_FORMAT:
+        log.warning("ignoring the resume state %s, it is incomplete or of another version; %s", path, fresh)
+        return None
+    saved = state["key"] if isinstance(state["key"], dict) else {}
+    changed = sorted(k for k in {*saved, *key} if saved.get(k) != key.get(k))
+    if changed:
+        log.warning("ignoring the resume state %s: %s changed since it was saved; %s", path,
+                    " and ".join(changed), fresh)
+        return None
+    epoch = state["epoch"]
+    if not (isinstance(epoch, int) and 1 <= epoch <= cfg.epochs == state["epochs"] and len(state["history"]) == epoch):
+        log.warning("ignoring the resume state %s, its epoch count is inconsistent; %s", path, fresh)
+        return None
+    return state
+
+
+def _restore(state: dict, stepper: _Stepper, result: TrainResult, gen: torch.Generator) -> dict | None:
+    """Load ``state`` into the model, optimiser, scaler, RNGs and ``result``; returns the best-epoch weights
+    (None: the loaded ones). Raises on a state that does not fit; the model is then left as it was."""
+    model, optimizer, scaler = stepper.model, stepper.optimizer, stepper.scaler
+    before = _snapshot(model), optimizer.state_dict(), scaler.state_dict()
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        rng = state["rng"]
+        gen.set_state(rng["data"])
+        torch.set_rng_state(rng["cpu"])
+        for device, cuda_state in zip(_rng_devices(stepper.device), rng["cuda"], strict=True):
+            torch.cuda.set_rng_state(cuda_state, device)
+    except Exception:
+        model.load_state_dict(before[0])
+        optimizer.load_state_dict(before[1])
+        scaler.load_state_dict(before[2])
+        gen.manual_seed(stepper.cfg.seed)
+        torch.manual_seed(stepper.cfg.seed)
+        raise
+    result.history = [dict(row) for row in state["history"]]
+    result.best_epoch, result.best_test_acc = state["best_epoch"], state["best_test_acc"]
+    result.train_seconds = sum(row["seconds"] for row in result.history)
+    result.resumed_epoch = state["epoch"]
+    return state["best_state"]
+
+
 def fit(
     model: nn.Module,
     train: Data,
@@ -387,12 +489,19 @@ def fit(
     class_weights: torch.Tensor | None = None,
     on_epoch: Callable[[dict], None] | None = None,
     name: str = "model",
+    resume_path: str | Path | None = None,
+    resume_key: Mapping[str, str] | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on ``train = (uint8 images, int64 targets)``, evaluating on ``test`` each epoch.
 
     ``on_epoch`` receives each epoch's row of the history: ``epoch`` (1-based), ``train_loss``,
     ``train_acc``, ``test_loss``, ``test_acc``, ``lr`` (at the epoch's last step), ``seconds`` (training
-    time of the epoch) and ``images_per_sec``. See the module docstring for the choices made.
+    time of the epoch) and ``images_per_sec``; after a resume, first the rows of the restored epochs.
+
+    ``resume_path``: where the resume state is saved after every epoch and read at the start;
+    ``resume_key``: names and hashes of what determines the result (e.g. ``{"params": ..., "data": ...,
+    "code": ...}``); a saved state with other values is ignored, naming the keys that differ. Deleting
+    the state once the outputs are written is the caller's job. See the module docstring for the choices made.
     """
     train, test = _check_data(train, "train"), _check_data(test, "test")
     cfg.validate(len(train[0]))
@@ -401,34 +510,61 @@ def fit(
     result = TrainResult()
     best_state = _snapshot(model)
     gen = torch.Generator().manual_seed(cfg.seed)
-    rng_devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=rng_devices):
+    resume_path = None if resume_path is None else Path(resume_path)
+    resume_key = dict(resume_key or {})
+    start = 1  # the first epoch this call trains
+    saved = 0  # the last epoch whose resume state is on disk
+    with torch.random.fork_rng(devices=_rng_devices(device)):
         torch.manual_seed(cfg.seed)
-        for epoch in range(1, cfg.epochs + 1):
+        state = None if resume_path is None else _read_resume_state(resume_path, resume_key, stepper)
+        if state is not None:
             try:
-                row = {"epoch": epoch, **stepper.train_epoch(train, epoch, gen)}
-                test_loss, test_acc = evaluate(
-                    model, test, prepare, cfg.eval_batch_size, device, class_weights, stepper.amp
-                )
-                if not math.isfinite(test_loss):
-                    raise _Diverged(test_loss)
-            except _Diverged as err:
-                result.diverged_epoch = epoch
-                log.warning(
-                    "%s diverged in epoch %d (loss %s); stopped and restored the weights of %s",
-                    name, epoch, err.loss, f"epoch {result.best_epoch}" if result.best_epoch else "initialisation",
-                )
-                break
-            row.update(test_loss=test_loss, test_acc=test_acc)
-            row = {key: row[key] for key in HISTORY_KEYS}
-            result.history.append(row)
-            result.train_seconds += row["seconds"]
-            if result.best_test_acc is None or test_acc > result.best_test_acc:
-                result.best_epoch, result.best_test_acc = epoch, test_acc
-                if epoch < cfg.epochs:  # only needed to recover from a later divergence
-                    best_state = _snapshot(model)
-            if on_epoch is not None:
-                on_epoch(dict(row))
+                saved_best = _restore(state, stepper, result, gen)
+            except Exception as err:  # noqa: BLE001 - a state that does not fit this model is ignored
+                log.warning("ignoring the resume state %s, it does not fit %s (%s); training from scratch",
+                            resume_path, name, type(err).__name__)
+                result = TrainResult()
+            else:
+                best_state = _snapshot(model) if saved_best is None else saved_best
+                saved = state["epoch"]
+                start = saved + 1
+                print(f"resuming {name} at epoch {start}/{cfg.epochs}" if start <= cfg.epochs else
+                      f"resuming {name}: all {cfg.epochs} epochs were done", flush=True)
+                if on_epoch is not None:
+                    for row in result.history:
+                        on_epoch(dict(row))
+        try:
+            for epoch in range(start, cfg.epochs + 1):
+                try:
+                    row = {"epoch": epoch, **stepper.train_epoch(train, epoch, gen)}
+                    test_loss, test_acc = evaluate(
+                        model, test, prepare, cfg.eval_batch_size, device, class_weights, stepper.amp
+                    )
+                    if not math.isfinite(test_loss):
+                        raise _Diverged(test_loss)
+                except _Diverged as err:
+                    result.diverged_epoch = epoch
+                    log.warning(
+                        "%s diverged in epoch %d (loss %s); stopped and restored the weights of %s",
+                        name, epoch, err.loss, f"epoch {result.best_epoch}" if result.best_epoch else "initialisation",
+                    )
+                    break
+                row.update(test_loss=test_loss, test_acc=test_acc)
+                row = {key: row[key] for key in HISTORY_KEYS}
+                result.history.append(row)
+                result.train_seconds += row["seconds"]
+                if result.best_test_acc is None or test_acc > result.best_test_acc:
+                    result.best_epoch, result.best_test_acc = epoch, test_acc
+                    if epoch < cfg.epochs:  # only needed to recover from a later divergence
+                        best_state = _snapshot(model)
+                if on_epoch is not None:
+                    on_epoch(dict(row))
+                if resume_path is not None:
+                    save_torch(resume_path, _resume_state(stepper, resume_key, result, best_state, gen))
+                    saved = epoch
+        except KeyboardInterrupt:  # a state is on disk once an epoch was restored or (being) saved
+            resume = "; rerun to resume" if resume_path is not None and (saved or result.history) else ""
+            raise Interrupted(f"{name} stopped after {len(result.history)}/{cfg.epochs} epochs{resume}") from None
     if result.history:
         result.images_per_sec = len(result.history) * stepper.steps_per_epoch * cfg.batch_size / result.train_seconds
     if result.diverged_epoch is None:

@@ -4,8 +4,10 @@
 
 Reads ``data/cifar10`` and params ``seed``, ``train_classifier``; writes
 ``models/classifier/<key>.pt`` (state dict + the config that built it),
-``metrics/train_classifier/<key>.json`` and the DVCLive curves ``dvclive/train_classifier/<key>/``.
+``metrics/train_classifier/<key>.json`` and the DVCLive curves ``dvclive/train_classifier/<key>/`` (all
+byte-reproducible), and the wall-clock figures ``metrics/timing/train_classifier/<key>.json``.
 A run whose loss becomes NaN/inf is recorded as diverged (metrics say so; no garbage numbers).
+An interrupted run resumes at its last completed epoch (``.cnnlab-resume/``, see :mod:`cnnlab.resume`).
 """
 
 import argparse
@@ -20,7 +22,8 @@ from cnnlab.errors import run_cli
 from cnnlab.io import write_json
 from cnnlab.models.cifar import CifarNetConfig, build_cifar_net
 from cnnlab.params import classifier_params, load_params
-from cnnlab.tracking import fit_with_curves, result_line, result_metrics
+from cnnlab.resume import Resume
+from cnnlab.tracking import fit_with_curves, result_line, result_metrics, timing_metrics
 from cnnlab.training import save_checkpoint
 
 def main() -> None:
@@ -45,13 +48,16 @@ def main() -> None:
     print(f"{p.key}: {n_params / 1e6:.3f}M parameters, {len(train)} train / {len(test)} test images, "
           f"{p.train.epochs} epochs, {threads} CPU threads")
 
+    resume = Resume.for_stage("train_classifier", p.key, p, [args.data])
     result = fit_with_curves(Path("dvclive/train_classifier") / p.key, model, (train.images, train.labels),
-                             (test.images, test.labels), p.train, prepare, name=p.key)
+                             (test.images, test.labels), p.train, prepare, name=p.key, **resume.fit_kwargs())
     metrics = result_metrics(result, model=p.key, params=n_params)
     save_checkpoint(f"models/classifier/{p.key}.pt", model, model_config.to_dict(),
                     {"classes": manifest["classes"], "train_mean": manifest["train_mean"],
                      "train_std": manifest["train_std"], "metrics": metrics})
     write_json(f"metrics/train_classifier/{p.key}.json", metrics)
+    write_json(f"metrics/timing/train_classifier/{p.key}.json", timing_metrics(result))
+    resume.clear()
     print(result_line(p.key, result))
 
 if __name__ == "__main__":

@@ -24,7 +24,10 @@ the multi-digit canvases (per-digit accuracy over each canvas's digit instances)
   equal weight, not how frequent the classes are;
 - ``plots/train_fcn/<variant>/digits.png`` and ``canvases.png``: input / ground truth / prediction for
   seeded random test digits and canvases;
-- ``dvclive/train_fcn/<variant>/``: per-epoch train/test loss, pixel accuracy and learning rate.
+- ``dvclive/train_fcn/<variant>/``: per-epoch train/test loss, pixel accuracy and learning rate;
+- ``metrics/timing/train_fcn/<variant>.json``: the wall-clock figures (every other output is byte-reproducible).
+
+An interrupted run resumes at its last completed epoch (``.cnnlab-resume/``, see :mod:`cnnlab.resume`).
 """
 
 import argparse
@@ -47,8 +50,9 @@ from cnnlab.io import atomic_path, load_torch, write_json
 from cnnlab.metrics.segmentation import class_weights, stratified_pixels
 from cnnlab.models.fcn import RETRAIN_HINT, build_fcn, load_encoder_checkpoint
 from cnnlab.params import FcnParams, fcn_params, load_params
+from cnnlab.resume import Resume
 from cnnlab.segmentation_eval import segment, summary_line
-from cnnlab.tracking import SEGMENTATION_CURVES, fit_with_curves
+from cnnlab.tracking import SEGMENTATION_CURVES, fit_with_curves, timing_metrics
 from cnnlab.training import save_checkpoint
 
 SEGMENT_HINT = "run `dvc repro segment_mnist` first"
@@ -106,9 +110,11 @@ def train(p: FcnParams, encoder_path: Path, data: Path, device_name: str) -> Non
           f"digits, {len(test)} test digits, {len(canvases.images)} canvases, {p.train.epochs} epochs, "
           f"{threads} CPU threads")
 
+    resume = Resume.for_stage("train_fcn", p.variant, p, [data, encoder_path])
     result = fit_with_curves(Path("dvclive/train_fcn") / p.variant, model,
                              (train_split.images, train_masks.long()), (test.images, test_masks.long()), p.train,
-                             prepare, curves=SEGMENTATION_CURVES, class_weights=weights, name=name)
+                             prepare, curves=SEGMENTATION_CURVES, class_weights=weights, name=name,
+                             **resume.fit_kwargs())
 
     batch = p.train.eval_batch_size
     digit_pred, digit_metrics, digit_confusion = segment(model, test.images, test_masks, None, prepare, batch, device)
@@ -122,8 +128,6 @@ def train(p: FcnParams, encoder_path: Path, data: Path, device_name: str) -> Non
         "trainable_params": n_trainable,
         "train_images": len(train_split),
         "diverged": result.diverged_epoch is not None,
-        "train_seconds": summary["train_seconds"],
-        "images_per_sec": summary["images_per_sec"],
         "test_loss": summary["test_loss"],
         "best_epoch": summary["best_epoch"],
         "best_test_pixel_accuracy": summary["best_test_acc"],
@@ -135,6 +139,7 @@ def train(p: FcnParams, encoder_path: Path, data: Path, device_name: str) -> Non
                     {"class_names": SEGMENT_CLASSES, "train_mean": mean, "train_std": std,
                      "class_weights": None if weights is None else weights.tolist(), "metrics": metrics})
     write_json(f"metrics/train_fcn/{p.variant}.json", metrics)
+    write_json(f"metrics/timing/train_fcn/{p.variant}.json", timing_metrics(result))
 
     plots = Path("plots/train_fcn") / p.variant
     gen = torch.Generator().manual_seed(p.seed)
@@ -150,6 +155,7 @@ def train(p: FcnParams, encoder_path: Path, data: Path, device_name: str) -> Non
         title = f"FCN {p.variant} on {what}: {summary_line(m)}"
         save_figure(segmentation_predictions(images[pick], truth[pick], pred[pick], SEGMENT_CLASSES, title),
                     plots / file_name)
+    resume.clear()
     state = f"DIVERGED in epoch {result.diverged_epoch}" if metrics["diverged"] else "done"
     print(f"{name}: {state}, {result.train_seconds:.0f} s training; test digits: {summary_line(digit_metrics)}; "
           f"canvases: {summary_line(canvas_metrics)}")

@@ -5,7 +5,9 @@
 Reads ``data/mnist`` and params ``seed``, ``train_mnist_cnn`` (``model``: the architecture,
 ``training``: the optimisation, ``augment``); writes ``models/mnist_cnn.pt`` (weights, the model config
 that ``train_fcn`` checks, and the normalisation in ``extra``: ``train_mean``/``train_std``),
-``metrics/train_mnist_cnn.json`` and the DVCLive curves ``dvclive/train_mnist_cnn/``.
+``metrics/train_mnist_cnn.json`` and the DVCLive curves ``dvclive/train_mnist_cnn/`` (all byte-reproducible),
+and the wall-clock figures ``metrics/timing/train_mnist_cnn.json``. An interrupted run resumes at its last
+completed epoch (``.cnnlab-resume/``, see :mod:`cnnlab.resume`).
 """
 
 import argparse
@@ -20,7 +22,8 @@ from cnnlab.errors import UserError, run_cli
 from cnnlab.io import write_json
 from cnnlab.models.mnist import MnistCnn
 from cnnlab.params import load_params, mnist_cnn_params
-from cnnlab.tracking import fit_with_curves, result_line, result_metrics
+from cnnlab.resume import Resume
+from cnnlab.tracking import fit_with_curves, result_line, result_metrics, timing_metrics
 from cnnlab.training import save_checkpoint
 
 NAME = "train_mnist_cnn"
@@ -53,13 +56,16 @@ def main() -> None:
     print(f"{NAME}: {n_params / 1e3:.0f}k parameters, {len(train)} train / {len(test)} test images, "
           f"{p.train.epochs} epochs, {threads} CPU threads")
 
+    resume = Resume.for_stage(NAME, NAME, p, [args.data])
     result = fit_with_curves(Path("dvclive") / NAME, model, (train.images, train.labels),
-                             (test.images, test.labels), p.train, prepare, name=NAME)
+                             (test.images, test.labels), p.train, prepare, name=NAME, **resume.fit_kwargs())
     metrics = result_metrics(result, params=n_params)
     save_checkpoint(CHECKPOINT, model, p.model.to_dict(),
                     {"classes": classes, "train_mean": manifest["train_mean"], "train_std": manifest["train_std"],
                      "metrics": metrics})
     write_json(f"metrics/{NAME}.json", metrics)
+    write_json(f"metrics/timing/{NAME}.json", timing_metrics(result))
+    resume.clear()
     print(result_line(NAME, result))
 
 if __name__ == "__main__":

@@ -74,7 +74,6 @@ def classifiers(run: Run, params: dict) -> list[Block]:
              "parameters (plain / residual)": per_arch(r.variant, r.depth, "params", lambda v: f"{v / 1e6:.3f}M", True),
              "plain acc. (%)": fixed(100 * r.plain, 2), "residual acc. (%)": fixed(100 * r.residual, 2),
              "residual − plain (pp)": pp(r.residual_minus_plain, 2).removesuffix(" pp"),
-             "training time plain / residual (s)": per_arch(r.variant, r.depth, "train_seconds", lambda v: f"{v:.0f}"),
              "note": r.note} for r in table.itertuples()]
     findings = _accuracy_findings(table)
     epochs = get(params, "train_classifier.epochs")

@@ -47,7 +47,7 @@ def fcn(run: Run, params: dict) -> list[Block]:
     variants = get(params, "fcn.variants")
     metrics = {v: run.json(f"metrics/train_fcn/{v}.json", f"train_fcn@{v}") for v in variants}
     rows = [{"variant": v, "test set": what, **{col: fixed(m[key].get(name)) for col, name in FCN_COLUMNS.items()},
-             "digits": f"{m[key]['digits']:,}", "training (s)": f"{m['train_seconds']:.0f}" if key == "digits" else ""}
+             "digits": f"{m[key]['digits']:,}"}
             for v, m in metrics.items() for key, what in TEST_SETS.items()]
     cnn_text = f"The MNIST CNN ({cnn['params'] / 1e3:.0f}k parameters) " + (
         f"diverged in epoch {cnn.get('diverged_epoch')}." if cnn.get("diverged") else
