@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 
 from cnnlab.compare import (
+    GRADIENT_METRICS,
     accuracy_by_depth,
     accuracy_table,
-    GRADIENT_METRICS,
     classifier_labels,
     gradient_labels,
     gradient_markdown,
@@ -88,7 +88,8 @@ def test_gradient_metrics_keep_the_compared_numbers_only():
     metrics = gradient_metrics(summary)
     assert tuple(metrics) == GRADIENT_METRICS and len(summary) > 3 * len(metrics)
     assert metrics["grad_mean_abs_ratio"] == pytest.approx(1e-4)
-    full, slim = gradient_table({"plain-8-relu-bn-default": summary}), gradient_table({"plain-8-relu-bn-default": metrics})
+    name = "plain-8-relu-bn-default"
+    full, slim = gradient_table({name: summary}), gradient_table({name: metrics})
     assert np.array_equal(full.drop(columns="note").to_numpy(), slim.drop(columns="note").to_numpy())
 
 

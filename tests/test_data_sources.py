@@ -156,7 +156,8 @@ def test_torchvision_offline_says_how_to_use_mirror(tmp_path, monkeypatch):
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
     monkeypatch.setattr(datasets, "MNIST", offline)
-    with pytest.raises(UserError, match=r"could not download mnist through torchvision.*set data\.source in params\.yaml to mirror"):
+    expected = r"could not download mnist through torchvision.*set data\.source in params\.yaml to mirror"
+    with pytest.raises(UserError, match=expected):
         sources.load_source(params("mnist", "torchvision"), tmp_path)
 
 
