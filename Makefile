@@ -2,7 +2,7 @@
 #   make test    set up .venv + the offline plots page (if missing or changed) and run the fast tests
 #   make repro   set up .venv and run the whole pipeline (`dvc repro`)
 # and one for a reduced, offline run of the whole pipeline in a few minutes (what CI runs):
-#   make quick   [SOURCE=mirror MIRROR=../shared/data | SOURCE=synthetic]
+#   make quick   [SOURCE=mirror MIRROR=../shared/data | SOURCE=synthetic | SOURCE=torchvision]
 
 PYTHON ?= python3
 VENV := .venv
@@ -14,17 +14,19 @@ export DVC_NO_ANALYTICS := 1
 # Reduced run: a real offline mirror when one is there, synthetic data otherwise.
 MIRROR ?= ../shared/data
 SOURCE ?= $(if $(wildcard $(MIRROR)/mnist),mirror,synthetic)
+# KEY=VALUE pairs for `python -m cnnlab.params_edit`, which edits params.yaml in place (layout and comments kept;
+# `dvc exp run -S` would rewrite the whole file), before `dvc exp run`.
 QUICK_PARAMS := \
-	-S data.source=$(SOURCE) -S 'data.mirror=$(MIRROR)' \
-	-S data.mnist.train_size=2000 -S data.mnist.test_size=500 \
-	-S data.cifar10.train_size=2000 -S data.cifar10.test_size=500 \
-	-S segment_mnist.canvas.count=64 \
-	-S 'classifier.depths=[8,20]' -S train_classifier.epochs=3 -S train_classifier.show_progress=false \
-	-S 'gradient_matrix.depths=[8,20]' -S gradient_stats.iterations=10 -S gradient_stats.batch_size=32 \
-	-S gradcam.n_eval=200 \
-	-S train_mnist_cnn.training.epochs=2 -S train_mnist_cnn.training.show_progress=false \
-	-S train_fcn.train_size=null -S train_fcn.training.epochs=2 -S train_fcn.upsample.training.epochs=3 \
-	-S train_fcn.training.show_progress=false -S train_fcn.confusion_pixels=2200
+	data.source=$(SOURCE) 'data.mirror=$(MIRROR)' \
+	data.mnist.train_size=2000 data.mnist.test_size=500 \
+	data.cifar10.train_size=2000 data.cifar10.test_size=500 \
+	segment_mnist.canvas.count=64 \
+	'classifier.depths=[8,20]' train_classifier.epochs=3 train_classifier.show_progress=false \
+	'gradient_matrix.depths=[8,20]' gradient_stats.iterations=10 gradient_stats.batch_size=32 \
+	gradcam.n_eval=200 \
+	train_mnist_cnn.training.epochs=2 train_mnist_cnn.training.show_progress=false \
+	train_fcn.train_size=null train_fcn.training.epochs=2 train_fcn.upsample.training.epochs=3 \
+	train_fcn.training.show_progress=false train_fcn.confusion_pixels=2200
 
 .PHONY: setup test test-all repro quick dag clean-venv
 
@@ -58,7 +60,8 @@ repro: setup
 	dvc repro
 
 quick: setup
-	dvc exp run $(QUICK_PARAMS)
+	$(VENV)/bin/python -m cnnlab.params_edit $(QUICK_PARAMS)
+	dvc exp run
 
 dag: setup
 	dvc dag

@@ -102,6 +102,17 @@ def split_gradient_name(name: str) -> dict:
     return {"arch": arch, "depth": int(depth), "variant": variant, "init": init}
 
 
+#: the numbers of a gradient summary (:func:`cnnlab.gradients.summarize`) kept in the metrics JSON: what
+#: people compare across runs and what :func:`gradient_table` reads; the per-layer detail stays in the CSVs
+GRADIENT_METRICS = ("diverged", "first_grad_mean_abs", "last_grad_mean_abs", "grad_mean_abs_ratio", "grad_rms_ratio",
+                    "grad_l2_ratio")
+
+
+def gradient_metrics(summary: dict) -> dict:
+    """The :data:`GRADIENT_METRICS` of a full gradient summary, for ``metrics/gradient_stats/<name>.json``."""
+    return {key: summary[key] for key in GRADIENT_METRICS}
+
+
 def gradient_table(summaries: dict[str, dict]) -> pd.DataFrame:
     """The seeds' table, extended: first/last layer mean |grad| (averaged over the K iterations), their
     ratio, and the per-parameter RMS ratio, one row per model; skipped or diverged models keep a note."""

@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 
 from cnnlab.augment import make_prepare
+from cnnlab.compare import gradient_metrics
 from cnnlab.data.canonical import load_manifest, load_split
 from cnnlab.device import add_device_argument, configure_threads, pick_device, seed_everything
 from cnnlab.errors import run_cli
@@ -94,7 +95,7 @@ def main() -> None:
     stats = record_gradient_stats(model, batches, p.iterations, lr=p.lr, momentum=p.momentum,
                                   weight_decay=p.weight_decay, device=device, train=train_steps)
     summary = summarize(stats)
-    write_outputs(name, stats, summary)
+    write_outputs(name, stats, gradient_metrics(summary))
     ratio = summary["grad_mean_abs_ratio"]
     print(f"{name}: first/last layer mean|grad| = {ratio:.3g}" if ratio is not None else f"{name}: diverged")
 

@@ -13,7 +13,9 @@ Evaluated with :func:`cnnlab.segmentation_eval.segment` on the single-digit test
 the multi-digit canvases (per-digit accuracy over each canvas's digit instances). Writes
 
 - ``models/fcn/<variant>.pt``: weights; config ``{"fcn": FcnConfig, "encoder": MnistCnnConfig}``;
-- ``metrics/train_fcn/<variant>.json``: training summary, ``digits`` and ``canvases`` metrics;
+- ``metrics/train_fcn/<variant>.json``: training summary, ``digits`` and ``canvases`` metrics (mean IoU,
+  foreground IoU, pixel and digit accuracy);
+- ``plots/train_fcn/<variant>/per_class_iou.csv``: IoU per class (``class``, ``digits``, ``canvases``);
 - ``plots/train_fcn/<variant>/confusion.png``: the exact pixel confusion matrix of the test digits,
   normalised per true class;
 - ``plots/train_fcn/<variant>/confusion.csv`` (``actual``, ``predicted``) for DVC's ``confusion``
@@ -132,8 +134,9 @@ def train(p: FcnParams, encoder_path: Path, data: Path, device_name: str) -> Non
         "best_epoch": summary["best_epoch"],
         "best_test_pixel_accuracy": summary["best_test_acc"],
         "diverged_epoch": summary["diverged_epoch"],
-        "digits": digit_metrics,
-        "canvases": canvas_metrics,
+        # per-class IoU goes to plots/train_fcn/<variant>/per_class_iou.csv: the metrics keep what people compare
+        **{test_set: {k: v for k, v in m.items() if k != "per_class_iou"}
+           for test_set, m in (("digits", digit_metrics), ("canvases", canvas_metrics))},
     }
     save_checkpoint(f"models/fcn/{p.variant}.pt", model, {"fcn": p.model.to_dict(), "encoder": p.encoder.to_dict()},
                     {"class_names": SEGMENT_CLASSES, "train_mean": mean, "train_std": std,
@@ -145,6 +148,9 @@ def train(p: FcnParams, encoder_path: Path, data: Path, device_name: str) -> Non
     gen = torch.Generator().manual_seed(p.seed)
     actual, predicted = stratified_pixels(test_masks, digit_pred, p.confusion_pixels, len(SEGMENT_CLASSES), gen)
     write_confusion_csv(plots / "confusion.csv", actual, predicted)
+    with atomic_path(plots / "per_class_iou.csv") as tmp:
+        pd.DataFrame({"class": SEGMENT_CLASSES, "digits": digit_metrics["per_class_iou"].values(),
+                      "canvases": canvas_metrics["per_class_iou"].values()}).to_csv(tmp, index=False)
     save_figure(confusion_figure(digit_confusion, SEGMENT_CLASSES,
                                  f"FCN {p.variant}: pixel confusion on the test digits"), plots / "confusion.png")
     for file_name, images, truth, pred, count, what, m in (

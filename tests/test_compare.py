@@ -6,11 +6,13 @@ import pandas as pd
 import pytest
 
 from cnnlab.compare import (
+    GRADIENT_METRICS,
     accuracy_by_depth,
     accuracy_table,
     classifier_labels,
     gradient_labels,
     gradient_markdown,
+    gradient_metrics,
     gradient_table,
     split_gradient_name,
     stack_tables,
@@ -71,6 +73,24 @@ def test_gradient_table_orders_rows_and_keeps_notes():
     md = gradient_markdown(table)
     assert "| tanh-nobn | default | 20 | plain | 1e-09 | 0.001 | 1e-06 | 2e-06 |  |" in md
     assert "| tanh-nobn | default | 20 | residual | — | — | — | — | diverged (NaN/inf gradients) |" in md
+
+
+def test_gradient_metrics_keep_the_compared_numbers_only():
+    """metrics/gradient_stats/<name>.json: a handful of numbers per model, enough for the gradient table."""
+    import numpy as np
+
+    from cnnlab.gradients import STAT_COLUMNS, summarize
+
+    rows = [{"iteration": i, "layer_index": j, "layer_name": name, "kind": "conv", "n_params": 10,
+             **{stat: value for stat in STAT_COLUMNS}, "loss": 2.3}
+            for i in range(2) for j, (name, value) in enumerate((("conv1", 1e-6), ("fc", 1e-2)))]
+    summary = summarize(pd.DataFrame(rows))
+    metrics = gradient_metrics(summary)
+    assert tuple(metrics) == GRADIENT_METRICS and len(summary) > 3 * len(metrics)
+    assert metrics["grad_mean_abs_ratio"] == pytest.approx(1e-4)
+    name = "plain-8-relu-bn-default"
+    full, slim = gradient_table({name: summary}), gradient_table({name: metrics})
+    assert np.array_equal(full.drop(columns="note").to_numpy(), slim.drop(columns="note").to_numpy())
 
 
 # --- long tables: the data of the overlaid DVC plots (colour = model, column = panel) ---------------

@@ -156,8 +156,52 @@ def test_torchvision_offline_says_how_to_use_mirror(tmp_path, monkeypatch):
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
     monkeypatch.setattr(datasets, "MNIST", offline)
-    with pytest.raises(UserError, match="could not download mnist through torchvision.*data.source=mirror"):
+    expected = r"could not download mnist through torchvision.*set data\.source in params\.yaml to mirror"
+    with pytest.raises(UserError, match=expected):
         sources.load_source(params("mnist", "torchvision"), tmp_path)
+
+
+def test_failed_download_names_the_cause_and_removes_what_it_created(tmp_path, monkeypatch):
+    """torchvision's own download code, with every URL failing as offline urllib does (an empty message)."""
+    import urllib.error
+
+    import torchvision.datasets.mnist as tv_mnist
+
+    tried = []
+
+    def offline(url, download_root, filename=None, md5=None):
+        tried.append(url)
+        Path(download_root, filename).write_bytes(b"partial")  # a half-written file, as a broken download leaves
+        raise urllib.error.URLError("")
+
+    monkeypatch.setattr(tv_mnist, "download_and_extract_archive", offline)
+    root = tmp_path / "downloads"
+    (root / "cifar-10-batches-py").mkdir(parents=True)
+    (root / "cifar-10-batches-py" / "data_batch_1").write_bytes(b"an earlier download")
+    with pytest.raises(UserError) as info:
+        sources.load_source(params("mnist", "torchvision"), root)
+    message = str(info.value)
+    assert "\n" not in message and tried
+    assert message.startswith("could not download mnist through torchvision (RuntimeError: Error downloading ")
+    assert f"Tried {tried[0].rsplit('/', 1)[0]}/, got: <urlopen error >" in message  # the URL and its error
+    assert message.endswith("offline? set data.source in params.yaml to mirror (with data.mirror=PATH, a folder "
+                            "with mnist/ and cifar10/) or to synthetic")
+    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*")) == [
+        "cifar-10-batches-py", "cifar-10-batches-py/data_batch_1"]  # no MNIST/raw/ left, the old download kept
+
+
+def test_failed_download_into_a_new_folder_leaves_nothing(tmp_path, monkeypatch):
+    import urllib.error
+
+    import torchvision.datasets.mnist as tv_mnist
+
+    def offline(url, download_root, filename=None, md5=None):
+        raise urllib.error.URLError(OSError(-3, "Temporary failure in name resolution"))
+
+    monkeypatch.setattr(tv_mnist, "download_and_extract_archive", offline)
+    with pytest.raises(UserError, match=r"Temporary failure in name resolution.*data\.source in params\.yaml"):
+        sources.load_source(params("mnist", "torchvision"), tmp_path / "data" / "downloads")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_torchvision_source_converts_to_canonical(tmp_path, monkeypatch, small_counts):

@@ -30,7 +30,8 @@ MNIST_FILES = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
-MIRROR_HINT = "set data.source=mirror and data.mirror=PATH (a folder with mnist/ and cifar10/), or data.source=synthetic"
+MIRROR_HINT = ("set data.source in params.yaml to mirror (with data.mirror=PATH, a folder with mnist/ and cifar10/) "
+               "or to synthetic")
 
 
 def load_source(p: DataParams, download_root: Path) -> Dataset:
@@ -206,18 +207,35 @@ def _mirror_cifar10(mirror: Path) -> Dataset:
 
 
 def _torchvision(dataset: str, root: Path) -> Dataset:
-    """The official files through torchvision (checksum-verified by torchvision), cached in ``root``."""
+    """The official files through torchvision (checksum-verified by torchvision), cached in ``root``.
+
+    A failed download is a one-line :class:`UserError` with the whole cause (every URL tried and its
+    error, down the exception chain) and removes the files and folders it created under ``root``;
+    downloads that were there before stay.
+    """
     from torchvision import datasets
 
     cls = {"mnist": datasets.MNIST, "cifar10": datasets.CIFAR10}[dataset]
     splits = {}
     for split_name in ("train", "test"):
+        missing = [folder for folder in (root, *root.parents) if not folder.exists()]  # deepest first
+        existed = set(root.rglob("*")) if root.exists() else set()
         try:
             ds = cls(str(root), train=split_name == "train", download=True)
         except (OSError, RuntimeError, ValueError) as err:  # URLError is an OSError
-            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            created = sorted((set(root.rglob("*")) if root.exists() else set()) - existed, reverse=True)
+            for path in [*created, *(folder for folder in missing if folder.is_dir())]:  # files before their folders
+                if path.is_dir() and not path.is_symlink():
+                    path.rmdir()
+                else:
+                    path.unlink()
+            causes, seen = [], err
+            while seen is not None and len(causes) < 5:  # torchvision's message, then what caused it
+                text = " ".join(line.strip() for line in str(seen).splitlines() if line.strip())
+                causes.append(f"{type(seen).__name__}: {text}" if text else type(seen).__name__)
+                seen = seen.__cause__ or seen.__context__
             raise UserError(
-                f"could not download {dataset} through torchvision ({reason}); offline? {MIRROR_HINT}"
+                f"could not download {dataset} through torchvision ({' <- '.join(causes)}); offline? {MIRROR_HINT}"
             ) from None
         images = torch.as_tensor(np.asarray(ds.data))
         images = images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2)

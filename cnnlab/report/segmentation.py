@@ -42,6 +42,13 @@ def _iou_range(per_class: dict[str, float | None]) -> str:
     return f" Per-class IoU ranges from {fixed(scored[low])} (class {low}) to {fixed(scored[high])} (class {high})."
 
 
+
+def _per_class_iou(run: Run, variant: str) -> dict[str, float | None]:
+    """The test digits' IoU per class from ``plots/train_fcn/<variant>/per_class_iou.csv``."""
+    table = pd.read_csv(run.path(f"plots/train_fcn/{variant}/per_class_iou.csv", f"train_fcn@{variant}"),
+                        dtype={"class": str})
+    return {c: None if pd.isna(v) else float(v) for c, v in zip(table["class"], table["digits"], strict=True)}
+
 def fcn(run: Run, params: dict) -> list[Block]:
     cnn = run.json("metrics/train_mnist_cnn.json", "train_mnist_cnn")
     variants = get(params, "fcn.variants")
@@ -76,6 +83,6 @@ def fcn(run: Run, params: dict) -> list[Block]:
                        f"{fixed(c['digit_accuracy'])}."),
             run.figure(f"plots/train_fcn/{v}/confusion.png", f"train_fcn@{v}", f"FCN {v} pixel confusion matrix",
                        f"Pixel confusion of FCN {v} on the test digits, normalised per true class."
-                       + _iou_range(m["digits"].get("per_class_iou", {}))),
+                       + _iou_range(_per_class_iou(run, v))),
         ]
     return blocks
