@@ -7,7 +7,7 @@ from typing import Callable
 
 import pandas as pd
 
-from cnnlab.params import split_key
+from cnnlab.pipeline import split_gradient_name, split_key
 
 
 def accuracy_table(metrics: list[dict]) -> pd.DataFrame:
@@ -91,16 +91,6 @@ def gradient_labels(name: str) -> dict:
     f = split_gradient_name(name)
     init = "trained model" if f["init"] == "trained" else f"{f['init']} init"
     return {"model": f"{f['arch']}-{f['depth']}", "panel": f"{f['variant']}, {init}"}
-
-
-def split_gradient_name(name: str) -> dict:
-    """``"plain-56-tanh-nobn-default"`` or ``"trained-plain-56-relu-bn"`` -> its matrix fields."""
-    if name.startswith("trained-"):
-        arch, depth, variant = split_key(name[len("trained-"):])
-        return {"arch": arch, "depth": depth, "variant": variant, "init": "trained"}
-    arch, depth, rest = name.split("-", 2)
-    variant, init = rest.rsplit("-", 1)
-    return {"arch": arch, "depth": int(depth), "variant": variant, "init": init}
 
 
 def gradient_table(summaries: dict[str, dict]) -> pd.DataFrame:

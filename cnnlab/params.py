@@ -1,27 +1,39 @@
 """Loading ``params.yaml`` and validating it once, with messages that name the key, the value and the fix.
 
-Each stage reads exactly its own section (plus the shared ``seed`` and ``data``), through a typed
-accessor defined here, so a bad value fails at start-up before any output is touched.
+The top layer of the package: it reads the file and builds the configs of the layers below (model configs,
+:class:`~cnnlab.training.TrainConfig`, the dataclasses here); nothing in :mod:`cnnlab` imports it, only the
+stages. :func:`load_params` checks every section of the file that can be checked without data (see
+:func:`validate_params`), so a bad value anywhere fails the first stage that runs, before any output is
+touched; each stage then reads its own section (plus the shared ``seed`` and ``data``) through a typed
+accessor defined here.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from dataclasses import MISSING, dataclass, fields
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, TypeVar
+from typing import Any
 
 import yaml
 
+from cnnlab.config import boolean, choice, get, integer, integer_list, number
+from cnnlab.data.sources import DataParams
 from cnnlab.errors import UserError
+from cnnlab.gradcam import resolve_layer
+from cnnlab.models.cifar import CifarNetConfig, build_cifar_net
+from cnnlab.models.fcn import VARIANTS, FcnConfig
+from cnnlab.models.mnist import MnistCnnConfig
+from cnnlab.pipeline import classifier_key, classifier_keys, gradient_matrix, split_key
+from cnnlab.training import TrainConfig
 
 PARAMS_FILE = "params.yaml"
-ConfigT = TypeVar("ConfigT")
-_MISSING = object()
 
 
-def load_params(path: str | os.PathLike = PARAMS_FILE) -> dict:
+def load_params(path: str | os.PathLike = PARAMS_FILE, validate: bool = True) -> dict:
+    """The parsed params file; with ``validate`` (the default), every section is checked by :func:`validate_params`."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path} not found: run from the project root (where dvc.yaml is)")
@@ -31,88 +43,9 @@ def load_params(path: str | os.PathLike = PARAMS_FILE) -> dict:
         raise UserError(f"{path} is not valid YAML: {str(err).splitlines()[0]}") from None
     if not isinstance(params, dict):
         raise UserError(f"{path} must be a mapping of sections, got {type(params).__name__}")
+    if validate:
+        validate_params(params)
     return params
-
-
-def get(params: dict, key: str, default: Any = _MISSING) -> Any:
-    """``get(params, "data.mnist.train_size")``; a missing key without default is a UserError."""
-    node: Any = params
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            if default is not _MISSING:
-                return default
-            raise UserError(f"params.yaml: missing key {key} (see the README's parameter table)")
-        node = node[part]
-    return node
-
-
-def choice(key: str, value: Any, allowed: Iterable[Any]) -> Any:
-    allowed = list(allowed)
-    if value not in allowed:
-        raise UserError(f"params.yaml: {key}={value!r} is not allowed; use one of: {', '.join(map(str, allowed))}")
-    return value
-
-
-def integer(key: str, value: Any, minimum: int | None = None, allow_none: bool = False) -> int | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        what = "an integer or null" if allow_none else "an integer"
-        raise UserError(f"params.yaml: {key}={value!r} must be {what}")
-    if minimum is not None and value < minimum:
-        raise UserError(f"params.yaml: {key}={value} must be >= {minimum}")
-    return value
-
-
-def number(key: str, value: Any, low: float | None = None, high: float | None = None, open_interval: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise UserError(f"params.yaml: {key}={value!r} must be a number")
-    value = float(value)
-    if open_interval:
-        ok = (low is None or value > low) and (high is None or value < high)
-        interval = f"({low}, {high})"
-    else:
-        ok = (low is None or value >= low) and (high is None or value <= high)
-        interval = f"[{low}, {high}]"
-    if not ok:
-        raise UserError(f"params.yaml: {key}={value} must lie in {interval.replace('None', 'inf')}")
-    return value
-
-
-def boolean(key: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise UserError(f"params.yaml: {key}={value!r} must be true or false")
-    return value
-
-
-def integer_list(key: str, value: Any, minimum: int | None = None) -> list[int]:
-    if not isinstance(value, list) or not value:
-        raise UserError(f"params.yaml: {key}={value!r} must be a non-empty list of integers, e.g. [20, 56]")
-    return [integer(f"{key}[{i}]", v, minimum) for i, v in enumerate(value)]
-
-
-def config_from_dict(cls: type[ConfigT], data: Any, what: str) -> ConfigT:
-    """Build the dataclass ``cls`` from ``data``; unknown or missing required keys are a :class:`UserError`.
-
-    ``what`` names the config in messages (e.g. ``"MNIST CNN config"``). Value checks are the
-    dataclass's own ``__post_init__``.
-    """
-    if not isinstance(data, Mapping):
-        raise UserError(f"{what} must be a mapping of keys to values, got {type(data).__name__} {data!r}")
-    allowed = [f.name for f in fields(cls)]
-    unknown = sorted(str(key) for key in data if key not in allowed)
-    if unknown:
-        raise UserError(f"unknown {what} key(s) {', '.join(unknown)}: allowed keys are {', '.join(allowed)}")
-    missing = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING and f.name not in data]
-    if missing:
-        raise UserError(f"{what} is missing key(s) {', '.join(missing)}: add them to params")
-    return cls(**data)
-
-
-def require_int(value: Any, name: str, minimum: int) -> None:
-    """Raise a :class:`UserError` unless ``value`` is an integer (not a bool) of at least ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise UserError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
 # --------------------------------------------------------------------------- shared sections
@@ -120,16 +53,6 @@ def require_int(value: Any, name: str, minimum: int) -> None:
 DATASETS = ("mnist", "cifar10")
 SOURCES = ("torchvision", "mirror", "synthetic")
 MIRROR_ENV = "CNNLAB_DATA_MIRROR"
-
-
-@dataclass(frozen=True)
-class DataParams:
-    dataset: str
-    source: str
-    mirror: Path | None
-    train_size: int | None
-    test_size: int | None
-    seed: int
 
 
 def data_params(params: dict, dataset: str) -> DataParams:
@@ -194,28 +117,13 @@ MODEL_KEYS = ("shortcut", "width", "init")  # model switches set in train_classi
 class ClassifierParams:
     key: str  # "residual-56-relu-bn": the matrix key that names every output of the model
     model: dict  # CifarNetConfig fields
-    train: "TrainConfig"  # noqa: F821 - cnnlab.training.TrainConfig
+    train: TrainConfig
     augment: bool
     seed: int
 
 
-def classifier_key(arch: str, depth: int, variant: str) -> str:
-    return f"{arch}-{depth}-{variant}"
-
-
-def split_key(key: str) -> tuple[str, int, str]:
-    """The inverse of :func:`classifier_key`: ``"residual-56-relu-bn"`` -> ``("residual", 56, "relu-bn")``."""
-    try:
-        arch, depth, variant = key.split("-", 2)
-        return arch, int(depth), variant
-    except ValueError:
-        raise UserError(f"{key!r} is not a classifier key <arch>-<depth>-<variant>, e.g. residual-56-relu-bn") from None
-
-
 def classifier_params(params: dict, arch: str, depth: int, variant: str, device: str | None = None) -> ClassifierParams:
     """The model and training config of one classifier of the ``classifier`` matrix."""
-    from cnnlab.training import TrainConfig
-
     model = model_config(arch, depth, variant, params=params)  # validates arch, depth (6n+2), variant, ...
     section = {k: v for k, v in get(params, "train_classifier").items() if k not in MODEL_KEYS}
     seed = integer("seed", get(params, "seed"), 0)
@@ -255,14 +163,8 @@ def gradient_params(params: dict) -> GradientParams:
     )
 
 
-def gradient_key(arch: str, depth: int, variant: str, init: str) -> str:
-    return f"{arch}-{depth}-{variant}-{init}"
-
-
 def model_config(arch: str, depth: int, variant: str, init: str | None = None, params: dict | None = None) -> dict:
     """The CIFAR net config of a matrix entry: variant switches, then train_classifier's model keys."""
-    from cnnlab.models.cifar import CifarNetConfig
-
     choice("variant", variant, CLASSIFIER_VARIANTS)
     config = {"arch": arch, "depth": depth, **CLASSIFIER_VARIANTS[variant]}
     if params is not None:
@@ -354,16 +256,12 @@ def _located(where: str, err: UserError) -> UserError:
 
 def train_config(
     params: dict, key: str, overrides: Mapping[str, Any] | None = None, overrides_key: str = "", device: str | None = None
-) -> "TrainConfig":  # noqa: F821 - cnnlab.training.TrainConfig
+) -> TrainConfig:
     """A validated :class:`~cnnlab.training.TrainConfig` from the mapping at ``key`` updated with ``overrides``.
 
     ``seed`` comes from the top-level ``seed`` and ``device`` from the caller, never from the section.
     Everything but the batch size (which needs the data) is checked here, so a bad value fails at start-up.
     """
-    import sys
-
-    from cnnlab.training import TrainConfig
-
     where = f"{key} (updated by {overrides_key})" if overrides else key
     section = {**_section(params, key), **(overrides or {})}
     for name, source in RESERVED_TRAIN_KEYS.items():
@@ -378,10 +276,8 @@ def train_config(
     return config
 
 
-def mnist_cnn_config(params: dict) -> "MnistCnnConfig":  # noqa: F821 - cnnlab.models.mnist.MnistCnnConfig
+def mnist_cnn_config(params: dict) -> MnistCnnConfig:
     """The architecture in ``train_mnist_cnn.model``: what ``train_mnist_cnn`` builds and ``train_fcn`` expects."""
-    from cnnlab.models.mnist import MnistCnnConfig
-
     key = "train_mnist_cnn.model"
     section = _section(params, key)
     try:
@@ -394,8 +290,8 @@ def mnist_cnn_config(params: dict) -> "MnistCnnConfig":  # noqa: F821 - cnnlab.m
 class MnistCnnParams:
     """Section ``train_mnist_cnn``: ``model`` (MnistCnnConfig fields), ``training`` (TrainConfig fields), ``augment``."""
 
-    model: "MnistCnnConfig"  # noqa: F821
-    train: "TrainConfig"  # noqa: F821
+    model: MnistCnnConfig
+    train: TrainConfig
     augment: bool
     seed: int
 
@@ -420,9 +316,9 @@ class FcnParams:
     """
 
     variant: str
-    encoder: "MnistCnnConfig"  # noqa: F821
-    model: "FcnConfig"  # noqa: F821
-    train: "TrainConfig"  # noqa: F821
+    encoder: MnistCnnConfig
+    model: FcnConfig
+    train: TrainConfig
     train_size: int | None
     class_weighting: str
     confusion_pixels: int
@@ -432,8 +328,6 @@ class FcnParams:
 
 
 def fcn_params(params: dict, variant: str, device: str | None = None) -> FcnParams:
-    from cnnlab.models.fcn import VARIANTS, FcnConfig
-
     if variant not in VARIANTS:
         raise UserError(f"unknown FCN variant {variant!r}: use one of {', '.join(VARIANTS)}")
     s = "train_fcn"
@@ -458,3 +352,62 @@ def fcn_params(params: dict, variant: str, device: str | None = None) -> FcnPara
         preview_canvases=integer(f"{s}.preview.canvases", get(params, f"{s}.preview.canvases"), 1),
         seed=integer("seed", get(params, "seed"), 0),
     )
+
+
+def trained_model_config(params: dict, key: str) -> dict:
+    """The CIFAR net config the params describe for ``train_classifier@<key>`` (what its checkpoint must hold)."""
+    return model_config(*split_key(key), params=params)
+
+
+# --------------------------------------------------------------------------- the whole file, at load
+
+
+def _names(key: str, value: Any) -> list[str]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        raise UserError(f"params.yaml: {key}={value!r} must be a non-empty list of names")
+    return value
+
+
+def validate_params(params: dict) -> None:
+    """Check every section of ``params`` that needs no data, as the stages will read it.
+
+    Run by :func:`load_params`, so that a bad value in any section (``gradcam.layer: nonexistent``) fails the
+    first stage that runs, not the stage that reads it hours later. A section the file lacks is left to the
+    stage that needs it (which names the missing key). What needs the data (batch size against the number of
+    images, ``gradcam.class_name`` against the dataset's classes) is checked by the stages.
+    """
+    if "data" in params:
+        for dataset in DATASETS:
+            data_params(params, dataset)
+    if "segment_mnist" in params:
+        segment_params(params)
+    if "classifier" in params:
+        _names("classifier.archs", get(params, "classifier.archs"))
+        integer_list("classifier.depths", get(params, "classifier.depths"), 1)
+        _names("classifier.variants", get(params, "classifier.variants"))
+        if "train_classifier" in params:
+            for key in classifier_keys(params):
+                classifier_params(params, *split_key(key))
+    if "gradient_matrix" in params:
+        for axis in ("archs", "variants", "inits"):
+            _names(f"gradient_matrix.{axis}", get(params, f"gradient_matrix.{axis}"))
+        integer_list("gradient_matrix.depths", get(params, "gradient_matrix.depths"), 1)
+        for entry in gradient_matrix(params):
+            model_config(*entry)
+    if "gradient_stats" in params:
+        gradient_params(params)
+    if "gradcam" in params:
+        p = gradcam_params(params)
+        if "classifier" in params and "train_classifier" in params:
+            for key in classifier_keys(params):
+                net = build_cifar_net(CifarNetConfig.from_dict(trained_model_config(params, key)))
+                try:
+                    resolve_layer(net, p.layer)
+                except UserError as err:
+                    raise UserError(f"params.yaml: gradcam.layer: {err}") from None
+    if "train_mnist_cnn" in params:
+        mnist_cnn_params(params)
+    if "train_fcn" in params:
+        default = [v for v in VARIANTS if v in params["train_fcn"]]
+        for variant in _names("fcn.variants", get(params, "fcn.variants", default)):
+            fcn_params(params, variant)

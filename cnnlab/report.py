@@ -30,8 +30,17 @@ from urllib.parse import quote
 import pandas as pd
 
 from cnnlab.compare import accuracy_table, gradient_display, gradient_table
+from cnnlab.config import get
 from cnnlab.errors import UserError
-from cnnlab.params import classifier_key, get, gradient_key
+from cnnlab.pipeline import (
+    classifier_key,
+    classifier_keys,
+    classifier_metrics,
+    gradcam_key,
+    gradcam_metrics,
+    gradient_metrics,
+)
+from cnnlab.pipeline import gradient_names as _gradient_names
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MISSING = "—"
@@ -382,10 +391,8 @@ def _leaders(gaps: list[float], depths: list[int]) -> str:
 
 
 def classifiers(run: Run, params: dict) -> list[Block]:
-    c = "classifier"
-    keys = [classifier_key(a, d, v) for v in get(params, f"{c}.variants") for d in get(params, f"{c}.depths")
-            for a in get(params, f"{c}.archs")]
-    metrics = {k: run.json(f"metrics/train_classifier/{k}.json", f"train_classifier@{k}") for k in keys}
+    keys = classifier_keys(params, by_variant=True)
+    metrics = {k: run.json(classifier_metrics(k), f"train_classifier@{k}") for k in keys}
     table = accuracy_table([{**m, "model": k} for k, m in metrics.items()])
 
     def per_arch(variant: str, depth: int, field: str, fmt, collapse: bool = False) -> str:
@@ -435,13 +442,7 @@ HEALTHY = 0.1  # between HEALTHY and 1 / HEALTHY: both ends of the net get gradi
 
 def gradient_names(params: dict) -> dict[str, str]:
     """Gradient-statistics model name -> the stage that writes it, for exactly the models params names."""
-    m, c = "gradient_matrix", "classifier"
-    fresh = [gradient_key(a, d, v, i) for a in get(params, f"{m}.archs") for d in get(params, f"{m}.depths")
-             for v in get(params, f"{m}.variants") for i in get(params, f"{m}.inits")]
-    trained = [classifier_key(a, d, v) for a in get(params, f"{c}.archs") for d in get(params, f"{c}.depths")
-               for v in get(params, f"{c}.variants")]
-    return {**{n: f"gradient_stats@{n}" for n in fresh},
-            **{f"trained-{k}": f"gradient_stats_trained@{k}" for k in trained}}
+    return _gradient_names(params)
 
 
 def _describe_ratios(arch: str, rows: pd.DataFrame) -> str:
@@ -479,7 +480,7 @@ def _gradient_findings(table: pd.DataFrame) -> list[str]:
 
 def gradients(run: Run, params: dict) -> list[Block]:
     names = gradient_names(params)
-    summaries = {n: run.json(f"metrics/gradient_stats/{n}.json", stage) for n, stage in names.items()}
+    summaries = {n: run.json(gradient_metrics(n), stage) for n, stage in names.items()}
     table = gradient_table(summaries)
     numbers = ["first_mean_abs", "last_mean_abs", "ratio_mean_abs", "ratio_rms", "ratio_l2"]
     table[numbers] = table[numbers].apply(pd.to_numeric)  # a column of only skipped models holds None
@@ -623,7 +624,7 @@ def _deletion_finding(label: str, m: dict) -> str:
 def gradcam(run: Run, params: dict) -> list[Block]:
     depths, variants = get(params, "classifier.depths"), get(params, "classifier.variants")
     keys = [(d, v) for d in depths for v in variants]
-    metrics = {(d, v): run.json(f"metrics/gradcam/{d}-{v}.json", f"gradcam@{d}-{v}") for d, v in keys}
+    metrics = {(d, v): run.json(gradcam_metrics(gradcam_key(d, v)), f"gradcam@{gradcam_key(d, v)}") for d, v in keys}
     boxes = any("box_area_fraction" in m for m in metrics.values())
     rows, findings = [], []
     for (d, v), m in metrics.items():

@@ -23,9 +23,8 @@ Writes, with ``<key> = <depth>-<variant>``:
 import argparse
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
-import _bootstrap  # noqa: F401
+import _env  # noqa: F401  (first: one-line error outside the project's environment)
 import numpy as np
 import pandas as pd
 import torch
@@ -33,6 +32,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from cnnlab.augment import Prepare, make_prepare
+from cnnlab.checkpoints import load_trained_classifier
 from cnnlab.data.canonical import Split, load_manifest, load_split
 from cnnlab.device import add_device_argument, configure_threads, pick_device, seed_everything
 from cnnlab.errors import UserError, run_cli
@@ -40,8 +40,9 @@ from cnnlab.figures import CamRow, deletion_curves, gradcam_detail, gradcam_grid
 from cnnlab.gradcam import grad_cam_with_scores, resolve_layer
 from cnnlab.io import atomic_path, write_json
 from cnnlab.metrics.localization import box_mask, deletion_auc, deletion_curve, energy_in_box, pointing_game
-from cnnlab.models.cifar import ARCHS, load_trained_classifier
-from cnnlab.params import GradCamParams, classifier_key, gradcam_params, load_params
+from cnnlab.models.cifar import ARCHS
+from cnnlab.params import GradCamParams, gradcam_params, load_params, trained_model_config
+from cnnlab.pipeline import classifier_key, gradcam_key, gradcam_metrics, gradcam_plots
 
 #: deletion order -> its metric (the names of :func:`cnnlab.metrics.localization.localization_summary`)
 AUC_KEYS = {"heatmap": "deletion_auc", "random": "deletion_auc_random"}
@@ -71,7 +72,8 @@ class Classifier:
 def load_classifier(arch: str, depth: int, variant: str, params: dict, classes: list[str],
                     device: torch.device) -> Classifier:
     """The checkpoint of ``train_classifier@<arch>-<depth>-<variant>``, checked against params and data."""
-    model, extra = load_trained_classifier(classifier_key(arch, depth, variant), params, classes)
+    key = classifier_key(arch, depth, variant)
+    model, extra = load_trained_classifier(key, trained_model_config(params, key), classes)
     # Frozen weights: Grad-CAM differentiates only w.r.t. the captured activation, so no graph is
     # recorded below the explained layer. Channels-last convolutions are ~1.5x faster on CPUs.
     model.requires_grad_(False).eval().to(device=device, memory_format=torch.channels_last)
@@ -162,7 +164,7 @@ def main() -> None:
 
     params = load_params(args.params)
     p = gradcam_params(params)
-    key = f"{args.depth}-{args.variant}"
+    key = gradcam_key(args.depth, args.variant)
     threads = configure_threads()
     seed_everything(p.seed)
     device = pick_device(args.device)
@@ -197,12 +199,12 @@ def main() -> None:
     figures["deletion.png"] = deletion_curves(
         frame, labels, aucs, f"Deletion curves over {n} test images, depth {args.depth}, {args.variant}")
 
-    out = Path("plots/gradcam") / key
+    out = gradcam_plots(key)
     for name, figure in figures.items():
         save_figure(figure, out / name)
     with atomic_path(out / "deletion.csv") as tmp:
         deletion_table(frame, labels, f"depth {args.depth}, {args.variant}").to_csv(tmp, index=False, float_format="%.6g")
-    write_json(f"metrics/gradcam/{key}.json", metrics)
+    write_json(gradcam_metrics(key), metrics)
 
 
 if __name__ == "__main__":

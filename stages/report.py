@@ -10,7 +10,7 @@ embedded). The folder is replaced as a whole, so a failed run leaves the previou
 import argparse
 from pathlib import Path
 
-import _bootstrap  # noqa: F401
+import _env  # noqa: F401  (first: one-line error outside the project's environment)
 
 from cnnlab.errors import run_cli
 from cnnlab.io import atomic_dir

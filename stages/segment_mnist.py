@@ -7,7 +7,7 @@ Reads ``data/mnist`` and params ``seed``, ``segment_mnist``; writes ``data/segme
 
 import argparse
 
-import _bootstrap  # noqa: F401
+import _env  # noqa: F401  (first: one-line error outside the project's environment)
 import torch
 
 from cnnlab.data.canonical import Dataset, load_dataset, save_dataset

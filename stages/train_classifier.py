@@ -9,19 +9,20 @@ A run whose loss becomes NaN/inf is recorded as diverged (metrics say so; no gar
 """
 
 import argparse
-from pathlib import Path
 
-import _bootstrap  # noqa: F401
+import _env  # noqa: F401  (first: one-line error outside the project's environment)
 
 from cnnlab.augment import make_prepare
+from cnnlab.checkpoints import CLASSES, count_parameters, save_checkpoint
 from cnnlab.data.canonical import load_manifest, load_split
 from cnnlab.device import add_device_argument, configure_threads, seed_everything
 from cnnlab.errors import run_cli
 from cnnlab.io import write_json
 from cnnlab.models.cifar import CifarNetConfig, build_cifar_net
 from cnnlab.params import classifier_params, load_params
+from cnnlab.pipeline import classifier_checkpoint, classifier_curves, classifier_metrics
 from cnnlab.tracking import fit_with_curves, result_line, result_metrics
-from cnnlab.training import save_checkpoint
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -41,17 +42,17 @@ def main() -> None:
     model_config = CifarNetConfig.from_dict({**p.model, "num_classes": len(manifest["classes"])})
     model = build_cifar_net(model_config)
     prepare = make_prepare(manifest["train_mean"], manifest["train_std"], p.augment, p.train.channels_last)
-    n_params = sum(t.numel() for t in model.parameters())
+    n_params = count_parameters(model)
     print(f"{p.key}: {n_params / 1e6:.3f}M parameters, {len(train)} train / {len(test)} test images, "
           f"{p.train.epochs} epochs, {threads} CPU threads")
 
-    result = fit_with_curves(Path("dvclive/train_classifier") / p.key, model, (train.images, train.labels),
+    result = fit_with_curves(classifier_curves(p.key), model, (train.images, train.labels),
                              (test.images, test.labels), p.train, prepare, name=p.key)
     metrics = result_metrics(result, model=p.key, params=n_params)
-    save_checkpoint(f"models/classifier/{p.key}.pt", model, model_config.to_dict(),
-                    {"classes": manifest["classes"], "train_mean": manifest["train_mean"],
+    save_checkpoint(classifier_checkpoint(p.key), model, model_config.to_dict(),
+                    {CLASSES: manifest["classes"], "train_mean": manifest["train_mean"],
                      "train_std": manifest["train_std"], "metrics": metrics})
-    write_json(f"metrics/train_classifier/{p.key}.json", metrics)
+    write_json(classifier_metrics(p.key), metrics)
     print(result_line(p.key, result))
 
 if __name__ == "__main__":

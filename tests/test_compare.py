@@ -18,7 +18,7 @@ from cnnlab.compare import (
     to_markdown,
 )
 from cnnlab.errors import UserError
-from cnnlab.params import split_key
+from cnnlab.pipeline import split_key
 from cnnlab.tracking import CLASSIFICATION_CURVES, read_curves
 
 

@@ -7,9 +7,7 @@ MNIST and its ``segment_mnist`` output; every run uses one CPU thread.
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
-import os
 import runpy
 import subprocess
 import sys
@@ -21,18 +19,17 @@ import pytest
 import torch
 import yaml
 
+from cnnlab.checkpoints import load_checkpoint, load_encoder_checkpoint
 from cnnlab.data.canonical import load_manifest, save_dataset
 from cnnlab.data.segmentation import SEGMENT_CLASSES
 from cnnlab.data.sources import load_source
 from cnnlab.errors import UserError
 from cnnlab.metrics.segmentation import class_weights, stratified_pixels
-from cnnlab.models.fcn import FcnConfig, build_fcn, load_encoder_checkpoint
+from cnnlab.models.fcn import FcnConfig, build_fcn
 from cnnlab.models.mnist import MnistCnn, MnistCnnConfig
 from cnnlab.params import DataParams, fcn_params
-from cnnlab.training import load_checkpoint
+from helpers import STAGES, assert_one_line_error, finish, import_stage, run_stage, start_stage
 
-ROOT = Path(__file__).resolve().parents[1]
-STAGES = ROOT / "stages"
 N_TRAIN, N_TEST, N_CANVASES, CONFUSION_PIXELS = 200, 50, 4, 110
 TRAINING = {"batch_size": 50, "lr": 0.01, "optimizer": "adam", "eval_batch_size": 25, "show_progress": False}
 PARAMS = {
@@ -60,32 +57,8 @@ PARAMS = {
 EPOCHS = {"upsample": 1, "fcn8s": 2}
 
 
-def start_stage(cwd: Path, script: str, *args: str) -> subprocess.Popen:
-    env = dict(os.environ, CNNLAB_THREADS="1", DVC_NO_ANALYTICS="1")
-    return subprocess.Popen([sys.executable, str(STAGES / script), *args, "--device", "cpu"],
-                            cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def finish(proc: subprocess.Popen) -> subprocess.CompletedProcess:
-    stdout, stderr = proc.communicate()
-    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
-
-
-def run_stage(cwd: Path, script: str, *args: str) -> subprocess.CompletedProcess:
-    return finish(start_stage(cwd, script, *args))
-
-
 def check_ok(proc: subprocess.CompletedProcess) -> None:
     assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-
-
-def check_user_error(proc: subprocess.CompletedProcess) -> str:
-    """The stage failed as a user error should: exit 2, one line on stderr, no traceback; returns the line."""
-    assert proc.returncode == 2, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    assert "Traceback" not in proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -110,12 +83,7 @@ def work(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def stage():
     """``stages/train_fcn.py`` imported as a module, for its helpers."""
-    if str(STAGES) not in sys.path:
-        sys.path.insert(0, str(STAGES))
-    spec = importlib.util.spec_from_file_location("train_fcn_stage", STAGES / "train_fcn.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return import_stage("train_fcn.py")
 
 
 def curve(work: Path, live_dir: str, name: str) -> pd.DataFrame:
@@ -185,6 +153,7 @@ def test_fcn_checkpoint_rebuilds_and_a_frozen_encoder_keeps_the_cnn_weights(work
         model = build_fcn(MnistCnn(encoder), config)
         state = load_checkpoint(work / f"models/fcn/{variant}.pt", {"fcn": config.to_dict(), "encoder": encoder.to_dict()},
                                 model=model)
+        assert state["extra"]["classes"] == SEGMENT_CLASSES  # the one key for class names in every checkpoint
         weights = state["extra"]["class_weights"]
         assert len(weights) == 11 and weights[0] == min(weights)  # background is the most frequent class
         assert model.eval()(torch.zeros(2, 1, 28, 28)).shape == (2, 11, 28, 28)
@@ -198,7 +167,7 @@ def test_fcn_checkpoint_rebuilds_and_a_frozen_encoder_keeps_the_cnn_weights(work
 
 
 def test_unknown_variant_is_a_one_line_error(work):
-    line = check_user_error(run_stage(work, "train_fcn.py", "unet"))
+    line = assert_one_line_error(run_stage(work, "train_fcn.py", "unet"))
     assert line == "error: unknown FCN variant 'unet': use one of upsample, fcn8s"
 
 
@@ -207,7 +176,7 @@ def test_encoder_that_does_not_match_the_params_is_a_one_line_error_and_writes_n
     params["train_mnist_cnn"]["model"]["channels"] = [4, 16]
     (work / "changed.yaml").write_text(yaml.safe_dump(params))
     before = (work / "metrics/train_fcn/fcn8s.json").stat().st_mtime_ns
-    line = check_user_error(run_stage(work, "train_fcn.py", "fcn8s", "--params", "changed.yaml"))
+    line = assert_one_line_error(run_stage(work, "train_fcn.py", "fcn8s", "--params", "changed.yaml"))
     assert "channels=[4, 8]" in line and "channels=[4, 16]" in line and "dvc repro train_mnist_cnn" in line
     assert (work / "metrics/train_fcn/fcn8s.json").stat().st_mtime_ns == before
 

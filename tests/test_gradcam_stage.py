@@ -6,11 +6,8 @@ selection and params are also checked in process.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -21,12 +18,15 @@ import pytest
 import torch
 import yaml
 
+import helpers
+from cnnlab.checkpoints import save_checkpoint
 from cnnlab.data.canonical import load_manifest, load_split, save_dataset
 from cnnlab.data.sources import CIFAR10_CLASSES, load_source
 from cnnlab.errors import UserError
 from cnnlab.models.cifar import ARCHS, CifarNetConfig, build_cifar_net
-from cnnlab.params import classifier_key, data_params, gradcam_params, model_config
-from cnnlab.training import save_checkpoint
+from cnnlab.params import data_params, gradcam_params, model_config
+from cnnlab.pipeline import classifier_key
+from helpers import assert_one_line_error
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGE = ROOT / "stages" / "gradcam.py"
@@ -38,17 +38,7 @@ METRIC_KEYS = {"accuracy", "pointing_game", "energy_in_box", "deletion_auc", "de
 
 
 def run_stage(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, CNNLAB_THREADS="1", CNNLAB_DEVICE="cpu")
-    return subprocess.run([sys.executable, str(STAGE), *args], cwd=cwd, env=env, capture_output=True, text=True)
-
-
-def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> str:
-    assert proc.returncode == 2, proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in proc.stderr, proc.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
+    return helpers.run_stage(cwd, "gradcam.py", *args)
 
 
 def write_params(root: Path, name: str = "params.yaml", **gradcam: object) -> Path:
@@ -86,15 +76,8 @@ def outputs(project: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def stage() -> ModuleType:
-    """stages/gradcam.py imported as a module (its ``import _bootstrap`` needs stages/ on the path)."""
-    sys.path.insert(0, str(STAGE.parent))
-    try:
-        spec = importlib.util.spec_from_file_location("gradcam_stage", STAGE)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(STAGE.parent))
-    return module
+    """stages/gradcam.py imported as a module, for its helpers."""
+    return helpers.import_stage("gradcam.py")
 
 
 # --------------------------------------------------------------------------- the stage end to end

@@ -8,11 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from cnnlab.checkpoints import load_encoder_checkpoint, save_checkpoint
 from cnnlab.errors import UserError
 from cnnlab.io import save_torch
-from cnnlab.models.fcn import FcnConfig, build_fcn, load_encoder_checkpoint, min_input_size
+from cnnlab.models.fcn import FcnConfig, build_fcn, min_input_size
 from cnnlab.models.mnist import MnistCnn, MnistCnnConfig
-from cnnlab.training import save_checkpoint
 
 SMALL_CNN = MnistCnnConfig(channels=(8, 16, 32))
 VARIANTS = ("upsample", "fcn8s")

@@ -11,8 +11,6 @@ import base64
 import json
 import re
 import shutil
-import subprocess
-import sys
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote
@@ -29,6 +27,7 @@ from cnnlab.report import (PNG_SIGNATURE, Bullets, Document, Figure, Heading, Pa
                            to_markdown, write_report)
 from cnnlab.tracking import result_metrics
 from cnnlab.training import TrainResult
+from helpers import run_stage
 
 ROOT = Path(__file__).resolve().parents[1]
 ODD = "fcn<8s&"  # an FCN variant whose name needs escaping in Markdown and HTML
@@ -297,23 +296,19 @@ def test_a_figure_that_is_not_a_png_is_a_user_error(tree):
         build_report(tree, PARAMS)
 
 
-def run_stage(cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "stages" / "report.py")], cwd=cwd, capture_output=True, text=True)
-
-
 def snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def test_stage_writes_the_report_and_keeps_it_on_error(tree):
-    proc = run_stage(tree)
+    proc = run_stage(tree, "report.py")
     assert proc.returncode == 0, proc.stderr
     assert "reports/report.html" in proc.stdout
     before = snapshot(tree / "reports")
     assert {"report.md", "report.html"} <= set(before) and len(before) == 2 + len(FIGURES)
 
     (tree / "metrics/train_fcn" / f"{ODD}.json").unlink()
-    proc = run_stage(tree)
+    proc = run_stage(tree, "report.py")
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert lines == [f"error: metrics/train_fcn/{ODD}.json is missing: run `dvc repro train_fcn@{ODD}`"]

@@ -9,22 +9,16 @@ from pathlib import Path
 
 import pytest
 
+import helpers
+from helpers import assert_one_line_error
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_stage(tmp_path: Path, script: str, *args: str) -> subprocess.CompletedProcess:
+    """The stage in an empty project folder holding only the project's params.yaml."""
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
-    return subprocess.run([sys.executable, str(ROOT / "stages" / script), *args], cwd=tmp_path,
-                          capture_output=True, text=True)
-
-
-def assert_one_line_error(proc: subprocess.CompletedProcess, pattern: str) -> None:
-    import re
-
-    assert proc.returncode == 2, proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
-    assert re.search(pattern, lines[0]), lines[0]
+    return helpers.run_stage(tmp_path, script, *args)
 
 
 @pytest.mark.parametrize(
@@ -43,7 +37,7 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, pattern: str) -> No
     ],
 )
 def test_stage_bad_input(tmp_path, script, args, pattern):
-    assert_one_line_error(run_stage(tmp_path, script, *args), pattern)
+    assert_one_line_error(run_stage(tmp_path, script, *args), pattern=pattern)
 
 
 def test_unknown_dataset_is_an_argparse_error(tmp_path):
@@ -59,8 +53,7 @@ def test_sigterm_removes_temporary_outputs(tmp_path):
 
     script = tmp_path / "slow_stage.py"
     script.write_text(textwrap.dedent(f"""
-        import sys, time
-        sys.path.insert(0, {str(ROOT)!r})
+        import time
         from cnnlab.errors import run_cli
         from cnnlab.io import atomic_dir
 
