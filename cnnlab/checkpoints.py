@@ -18,8 +18,6 @@ from torch import nn
 
 from cnnlab.errors import UserError
 from cnnlab.io import load_torch, save_torch
-from cnnlab.models.cifar import CifarNet, CifarNetConfig, build_cifar_net
-from cnnlab.models.mnist import MnistCnn, MnistCnnConfig
 from cnnlab.pipeline import classifier_checkpoint
 
 #: the key of the class names in a checkpoint's ``extra``
@@ -104,35 +102,31 @@ def load_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor], what:
     model.load_state_dict(state_dict)
 
 
-def load_trained_classifier(key: str, config: Mapping[str, Any],
-                            classes: list[str] | None = None) -> tuple[CifarNet, dict]:
-    """The trained model of ``train_classifier@<key>`` and its checkpoint's ``extra`` (classes, mean/std, metrics).
+def load_trained_classifier(key: str, model: nn.Module, classes: list[str] | None = None) -> dict:
+    """Load the checkpoint of ``train_classifier@<key>`` into ``model``; returns its ``extra`` (classes, mean/std,
+    metrics).
 
-    ``config`` is the CIFAR net config the params describe for ``key`` (:func:`cnnlab.params.model_config`).
-    The checkpoint must have been trained with it and, when ``classes`` is given, on those classes (which
-    also set ``num_classes``); otherwise a :class:`UserError` says which stage to rerun.
+    ``model`` is a fresh CIFAR net built from the config the params describe for ``key`` (with ``num_classes``
+    from the data); the checkpoint must have been trained with that config and, when ``classes`` is given, on
+    those classes; otherwise a :class:`UserError` says which stage to rerun.
     """
     path = classifier_checkpoint(key)
     hint = f"run `dvc repro train_classifier@{key}`"
     if not path.exists():
         raise UserError(f"no trained checkpoint {path}: {hint} first")
-    config = dict(config)
-    if classes is not None:
-        config["num_classes"] = len(classes)
-    model = build_cifar_net(CifarNetConfig.from_dict(config))
     extra = load_checkpoint(path, model.config.to_dict(), model, hint)["extra"]
     if classes is not None and list(extra.get(CLASSES, [])) != list(classes):
         raise UserError(f"{path} was trained on classes {extra.get(CLASSES)}, but the data has {classes}: {hint}")
-    return model, extra
+    return extra
 
 
-def load_encoder_checkpoint(path: str | Path, expected: MnistCnnConfig) -> MnistCnn:
-    """The trained MNIST CNN saved by ``train_mnist_cnn``, whose encoder the FCN surgery reuses.
+def load_encoder_checkpoint(path: str | Path, cnn: nn.Module) -> nn.Module:
+    """Load the MNIST CNN saved by ``train_mnist_cnn`` (whose encoder the FCN surgery reuses) into ``cnn``, a
+    fresh :class:`~cnnlab.models.mnist.MnistCnn` built from the params; returns ``cnn``.
 
     Raises a :class:`UserError` ending in "rerun `dvc repro train_mnist_cnn`" when the file is missing or
-    unreadable, when its config differs from ``expected`` (the CNN section of the params; the message names
-    the differing keys), or when its weights do not fit that architecture.
+    unreadable, when its config differs from ``cnn.config`` (the message names the differing keys), or when
+    its weights do not fit that architecture.
     """
-    cnn = MnistCnn(expected)
-    load_checkpoint(path, expected.to_dict(), model=cnn, hint=ENCODER_HINT)
+    load_checkpoint(path, cnn.config.to_dict(), model=cnn, hint=ENCODER_HINT)
     return cnn

@@ -13,7 +13,8 @@ import _env  # noqa: F401  (first: one-line error outside the project's environm
 from cnnlab.data.canonical import save_dataset
 from cnnlab.data.sources import load_source
 from cnnlab.errors import run_cli
-from cnnlab.params import DATASETS, data_params, load_params
+from cnnlab.params import load_params
+from cnnlab.params.datasets import DATASETS, data_params
 from cnnlab.pipeline import DOWNLOAD_CACHE, dataset_dir
 
 

@@ -40,8 +40,10 @@ from cnnlab.figures import CamRow, deletion_curves, gradcam_detail, gradcam_grid
 from cnnlab.gradcam import grad_cam_with_scores, resolve_layer
 from cnnlab.io import atomic_path, write_json
 from cnnlab.metrics.localization import box_mask, deletion_auc, deletion_curve, energy_in_box, pointing_game
-from cnnlab.models.cifar import ARCHS
-from cnnlab.params import GradCamParams, gradcam_params, load_params, trained_model_config
+from cnnlab.models.cifar import ARCHS, CifarNetConfig, build_cifar_net
+from cnnlab.params import load_params
+from cnnlab.params.classifiers import trained_model_config
+from cnnlab.params.sections import GradCamParams, gradcam_params
 from cnnlab.pipeline import classifier_key, gradcam_key, gradcam_metrics, gradcam_plots
 
 #: deletion order -> its metric (the names of :func:`cnnlab.metrics.localization.localization_summary`)
@@ -73,7 +75,9 @@ def load_classifier(arch: str, depth: int, variant: str, params: dict, classes: 
                     device: torch.device) -> Classifier:
     """The checkpoint of ``train_classifier@<arch>-<depth>-<variant>``, checked against params and data."""
     key = classifier_key(arch, depth, variant)
-    model, extra = load_trained_classifier(key, trained_model_config(params, key), classes)
+    config = {**trained_model_config(params, key), "num_classes": len(classes)}
+    model = build_cifar_net(CifarNetConfig.from_dict(config))
+    extra = load_trained_classifier(key, model, classes)
     # Frozen weights: Grad-CAM differentiates only w.r.t. the captured activation, so no graph is
     # recorded below the explained layer. Channels-last convolutions are ~1.5x faster on CPUs.
     model.requires_grad_(False).eval().to(device=device, memory_format=torch.channels_last)

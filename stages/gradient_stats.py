@@ -24,7 +24,9 @@ from cnnlab.errors import run_cli
 from cnnlab.gradients import first_last_table, layer_profile, record_gradient_stats, summarize
 from cnnlab.io import atomic_path, write_json
 from cnnlab.models.cifar import CifarNetConfig, build_cifar_net
-from cnnlab.params import gradient_params, load_params, model_config, trained_model_config
+from cnnlab.params import load_params
+from cnnlab.params.classifiers import model_config, trained_model_config
+from cnnlab.params.sections import gradient_params
 from cnnlab.pipeline import gradient_key, gradient_metrics, gradient_plots, trained_key
 
 EMPTY = {
@@ -77,7 +79,8 @@ def main() -> None:
 
     if args.trained:
         name = trained_key(args.trained)
-        model, extra = load_trained_classifier(args.trained, trained_model_config(params, args.trained))
+        model = build_cifar_net(CifarNetConfig.from_dict(trained_model_config(params, args.trained)))
+        extra = load_trained_classifier(args.trained, model)
         if extra.get("metrics", {}).get("diverged"):
             print(f"{name}: skipped, the classifier diverged in training")
             write_outputs(name, None, {"diverged": True, "skipped": "the classifier diverged in training"})

@@ -14,7 +14,8 @@ from cnnlab.data.canonical import Dataset, load_dataset, save_dataset
 from cnnlab.data.segmentation import SEGMENT_CLASSES, digit_masks, make_canvases
 from cnnlab.errors import run_cli
 from cnnlab.figures import save_figure, segmentation_grid
-from cnnlab.params import load_params, segment_params
+from cnnlab.params import load_params
+from cnnlab.params.sections import segment_params
 
 
 def main() -> None:

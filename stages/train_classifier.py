@@ -19,7 +19,8 @@ from cnnlab.device import add_device_argument, configure_threads, seed_everythin
 from cnnlab.errors import run_cli
 from cnnlab.io import write_json
 from cnnlab.models.cifar import CifarNetConfig, build_cifar_net
-from cnnlab.params import classifier_params, load_params
+from cnnlab.params import load_params
+from cnnlab.params.classifiers import classifier_params
 from cnnlab.pipeline import classifier_checkpoint, classifier_curves, classifier_metrics
 from cnnlab.tracking import fit_with_curves, result_line, result_metrics
 

@@ -46,7 +46,9 @@ from cnnlab.figures import confusion_figure, save_figure, segmentation_predictio
 from cnnlab.io import atomic_path, load_torch, write_json
 from cnnlab.metrics.segmentation import SegmentationMeter, class_weights, stratified_pixels
 from cnnlab.models.fcn import build_fcn
-from cnnlab.params import FcnParams, fcn_params, load_params
+from cnnlab.models.mnist import MnistCnn
+from cnnlab.params import load_params
+from cnnlab.params.segmentation import FcnParams, fcn_params
 from cnnlab.pipeline import MNIST_CNN_CHECKPOINT, fcn_checkpoint, fcn_curves, fcn_metrics, fcn_plots
 from cnnlab.tracking import SEGMENTATION_CURVES, fit_with_curves
 from cnnlab.training import PrepareFn, predict
@@ -112,7 +114,7 @@ def summary_line(metrics: dict) -> str:
 
 def train(p: FcnParams, encoder_path: Path, data: Path, device_name: str) -> None:
     """Everything the stage does, once the params are validated (see the module docstring)."""
-    cnn = load_encoder_checkpoint(encoder_path, p.encoder)
+    cnn = load_encoder_checkpoint(encoder_path, MnistCnn(p.encoder))
     mean, std = encoder_normalisation(encoder_path)
     train_split, test, canvases = load_segmented(data)
     if p.train_size is not None:

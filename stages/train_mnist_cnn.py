@@ -20,7 +20,8 @@ from cnnlab.device import add_device_argument, configure_threads, seed_everythin
 from cnnlab.errors import UserError, run_cli
 from cnnlab.io import write_json
 from cnnlab.models.mnist import MnistCnn
-from cnnlab.params import load_params, mnist_cnn_params
+from cnnlab.params import load_params
+from cnnlab.params.segmentation import mnist_cnn_params
 from cnnlab.pipeline import MNIST_CNN_CHECKPOINT, MNIST_CNN_CURVES, MNIST_CNN_METRICS
 from cnnlab.tracking import fit_with_curves, result_line, result_metrics
 

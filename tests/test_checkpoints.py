@@ -68,14 +68,15 @@ def test_trained_classifier_is_checked_against_params_and_classes(tmp_path: Path
     key, hint = "residual-8-relu-bn", "run `dvc repro train_classifier@residual-8-relu-bn`"
     config = CifarNetConfig("residual", 8).to_dict()
     with pytest.raises(UserError) as err:
-        load_trained_classifier(key, config)
+        load_trained_classifier(key, build_cifar_net(CifarNetConfig.from_dict(config)))
     assert str(err.value) == f"no trained checkpoint models/classifier/{key}.pt: {hint} first"
     saved = small_net(num_classes=4)
     save_checkpoint(f"models/classifier/{key}.pt", saved, {**config, "num_classes": 4}, {CLASSES: list("abcd")})
-    model, extra = load_trained_classifier(key, config, classes=list("abcd"))
-    assert extra == {CLASSES: list("abcd")} and model.config.num_classes == 4
+    model = build_cifar_net(CifarNetConfig.from_dict({**config, "num_classes": 4}))
+    extra = load_trained_classifier(key, model, classes=list("abcd"))
+    assert extra == {CLASSES: list("abcd")}
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in saved.state_dict().items())
     with pytest.raises(UserError, match=r"was trained on classes \['a', 'b', 'c', 'd'\], but the data has .*: run"):
-        load_trained_classifier(key, config, classes=list("abce"))
+        load_trained_classifier(key, model, classes=list("abce"))
     with pytest.raises(UserError, match=r"was trained with depth=8, .*but params ask for depth=14.*: run `dvc repro"):
-        load_trained_classifier(key, {**config, "depth": 14}, classes=list("abcd"))
+        load_trained_classifier(key, build_cifar_net(CifarNetConfig("residual", 14, num_classes=4)), list("abcd"))

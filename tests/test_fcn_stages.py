@@ -22,12 +22,12 @@ import yaml
 from cnnlab.checkpoints import load_checkpoint, load_encoder_checkpoint
 from cnnlab.data.canonical import load_manifest, save_dataset
 from cnnlab.data.segmentation import SEGMENT_CLASSES
-from cnnlab.data.sources import load_source
+from cnnlab.data.sources import DataParams, load_source
 from cnnlab.errors import UserError
 from cnnlab.metrics.segmentation import class_weights, stratified_pixels
 from cnnlab.models.fcn import FcnConfig, build_fcn
 from cnnlab.models.mnist import MnistCnn, MnistCnnConfig
-from cnnlab.params import DataParams, fcn_params
+from cnnlab.params.segmentation import fcn_params
 from helpers import STAGES, assert_one_line_error, finish, import_stage, run_stage, start_stage
 
 N_TRAIN, N_TEST, N_CANVASES, CONFUSION_PIXELS = 200, 50, 4, 110
@@ -98,7 +98,7 @@ def test_cnn_stage_writes_metrics_curves_and_a_checkpoint_the_fcn_can_load(work)
     assert {"test_acc", "test_loss", "params", "train_seconds", "images_per_sec", "diverged", "best_epoch"} <= set(metrics)
     assert metrics["diverged"] is False and 0 <= metrics["test_acc"] <= 1
     config = MnistCnnConfig.from_dict(PARAMS["train_mnist_cnn"]["model"])
-    cnn = load_encoder_checkpoint(work / "models/mnist_cnn.pt", config)
+    cnn = load_encoder_checkpoint(work / "models/mnist_cnn.pt", MnistCnn(config))
     assert metrics["params"] == sum(p.numel() for p in cnn.parameters())
     extra = torch.load(work / "models/mnist_cnn.pt", weights_only=True)["extra"]
     manifest = load_manifest(work / "data/mnist")
@@ -144,7 +144,7 @@ def test_fcn_stage_writes_a_class_stratified_confusion_csv_and_figures(work, var
 
 def test_fcn_checkpoint_rebuilds_and_a_frozen_encoder_keeps_the_cnn_weights(work):
     encoder = MnistCnnConfig.from_dict(PARAMS["train_mnist_cnn"]["model"])
-    cnn = load_encoder_checkpoint(work / "models/mnist_cnn.pt", encoder)
+    cnn = load_encoder_checkpoint(work / "models/mnist_cnn.pt", MnistCnn(encoder))
     for variant, section in PARAMS["train_fcn"].items():
         if variant not in EPOCHS:
             continue

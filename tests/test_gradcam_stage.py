@@ -24,7 +24,9 @@ from cnnlab.data.canonical import load_manifest, load_split, save_dataset
 from cnnlab.data.sources import CIFAR10_CLASSES, load_source
 from cnnlab.errors import UserError
 from cnnlab.models.cifar import ARCHS, CifarNetConfig, build_cifar_net
-from cnnlab.params import data_params, gradcam_params, model_config
+from cnnlab.params.classifiers import model_config
+from cnnlab.params.datasets import data_params
+from cnnlab.params.sections import gradcam_params
 from cnnlab.pipeline import classifier_key
 from helpers import assert_one_line_error
 

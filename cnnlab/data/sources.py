@@ -35,7 +35,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 @dataclass(frozen=True)
 class DataParams:
     """Where one dataset comes from and which stratified subsets to keep (built from params by
-    :func:`cnnlab.params.data_params`)."""
+    :func:`cnnlab.params.datasets.data_params`)."""
 
     dataset: str  # "mnist" or "cifar10"
     source: str  # "torchvision", "mirror" or "synthetic"
