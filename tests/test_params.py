@@ -51,7 +51,7 @@ def test_threshold_outside_open_interval(base, value):
 
 def test_missing_key_names_it(base):
     del base["segment_mnist"]["canvas"]["rows"]
-    with pytest.raises(UserError, match="missing key segment_mnist.canvas.rows"):
+    with pytest.raises(UserError, match=r"missing key segment_mnist.canvas.rows \(see README, section \"Parameters\"\)"):
         segment_params(base)
 
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 import helpers
 from helpers import assert_one_line_error
@@ -71,3 +72,26 @@ def test_sigterm_removes_temporary_outputs(tmp_path):
     assert proc.wait(timeout=30) == 128 + signal.SIGTERM
     time.sleep(0.1)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["slow_stage.py"]
+
+
+def test_a_stage_outside_the_project_environment_says_how_to_enter_it(tmp_path):
+    """A Python without torch and cnnlab (here the same interpreter without site-packages and $PYTHONPATH,
+    like a system python or `.venv/bin/dvc repro` without the venv activated): one line, exit 2."""
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    proc = subprocess.run([sys.executable, "-S", "-E", str(ROOT / "stages" / "train_classifier.py"), "--arch", "plain"],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.splitlines() == [
+        f"error: this Python ({sys.executable}) lacks torch/cnnlab: run 'source .venv/bin/activate' "
+        "(after 'make setup') and retry"]
+
+
+def test_a_bad_value_anywhere_in_params_fails_the_first_stage_before_it_works(tmp_path):
+    """gradcam.layer is read by the last stages; a typo must stop `download`, the first, before it writes."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["data"].update(source="synthetic", mnist={"train_size": 20, "test_size": 10})
+    params["gradcam"]["layer"] = "nonexistent"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    proc = helpers.run_stage(tmp_path, "download.py", "mnist")
+    assert_one_line_error(proc, "params.yaml: gradcam.layer: grad-cam layer 'nonexistent' is not a module of CifarNet")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]  # nothing written

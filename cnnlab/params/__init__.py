@@ -26,7 +26,8 @@ PARAMS_FILE = "params.yaml"
 
 
 def load_params(path: str | os.PathLike = PARAMS_FILE, validate: bool = True) -> dict:
-    """The parsed params file; with ``validate`` (the default), every section is checked (:mod:`cnnlab.params.check`)."""
+    """The parsed params file; with ``validate`` (the default), every section is checked
+    (:mod:`cnnlab.params.check`)."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path} not found: run from the project root (where dvc.yaml is)")

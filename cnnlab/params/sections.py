@@ -132,7 +132,8 @@ def _section(params: dict, key: str, allowed: Iterable[str] | None = None) -> di
         allowed = list(allowed)
         unknown = sorted(str(k) for k in value if k not in allowed)
         if unknown:
-            raise UserError(f"params.yaml: unknown key(s) {', '.join(unknown)} in {key}: allowed keys are {', '.join(allowed)}")
+            raise UserError(f"params.yaml: unknown key(s) {', '.join(unknown)} in {key}: "
+                            f"allowed keys are {', '.join(allowed)}")
     return value
 
 

@@ -28,7 +28,8 @@ def mnist_cnn_config(params: dict) -> MnistCnnConfig:
 
 @dataclass(frozen=True)
 class MnistCnnParams:
-    """Section ``train_mnist_cnn``: ``model`` (MnistCnnConfig fields), ``training`` (TrainConfig fields), ``augment``."""
+    """Section ``train_mnist_cnn``: ``model`` (MnistCnnConfig fields), ``training`` (TrainConfig fields),
+    ``augment``."""
 
     model: MnistCnnConfig
     train: TrainConfig
@@ -75,7 +76,8 @@ def fcn_params(params: dict, variant: str, device: str | None = None) -> FcnPara
     section = _section(params, variant_key, allowed=FCN_VARIANT_KEYS)
     overrides = section.get("training") or {}
     if not isinstance(overrides, dict):
-        raise UserError(f"params.yaml: {variant_key}.training={overrides!r} must be a mapping of training keys to values")
+        raise UserError(
+            f"params.yaml: {variant_key}.training={overrides!r} must be a mapping of training keys to values")
     try:
         model = FcnConfig(variant=variant, **{k: v for k, v in section.items() if k != "training"})
     except UserError as err:

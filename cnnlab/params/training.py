@@ -13,7 +13,8 @@ from cnnlab.training import TrainConfig
 
 
 def train_config(
-    params: dict, key: str, overrides: Mapping[str, Any] | None = None, overrides_key: str = "", device: str | None = None
+    params: dict, key: str, overrides: Mapping[str, Any] | None = None, overrides_key: str = "",
+    device: str | None = None,
 ) -> TrainConfig:
     """A validated :class:`~cnnlab.training.TrainConfig` from the mapping at ``key`` updated with ``overrides``.
 
@@ -24,7 +25,8 @@ def train_config(
     section = {**_section(params, key), **(overrides or {})}
     for name, source in RESERVED_TRAIN_KEYS.items():
         if name in section:
-            raise UserError(f"params.yaml: {where} sets {name}={section[name]!r}: remove it, {name} comes from {source}")
+            raise UserError(
+                f"params.yaml: {where} sets {name}={section[name]!r}: remove it, {name} comes from {source}")
     seed = integer("seed", get(params, "seed"), 0)
     try:
         config = TrainConfig.from_dict({**section, "seed": seed, "device": device})
