@@ -33,10 +33,12 @@ QUICK_PARAMS := \
 # setup = the Python venv + the offline page template for `dvc plots show` (pinned Vega from npm).
 setup: $(STAMP) $(PLOTS_TEMPLATE)
 
-$(STAMP): requirements.txt
+# cnnlab itself is installed editable (`pip install -e .`): stages, tests and benchmarks `import cnnlab`.
+$(STAMP): requirements.txt pyproject.toml
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV)/bin/python -m pip install --quiet -r requirements.txt
+	$(VENV)/bin/python -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 
 # Vega, Vega-Lite and Vega-Embed inlined into DVC's page template, so `dvc plots show` works offline.

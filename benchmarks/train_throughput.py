@@ -22,7 +22,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -34,14 +33,13 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision import transforms
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from cnnlab.augment import make_prepare  # noqa: E402
-from cnnlab.data.canonical import channel_stats, load_manifest, load_split  # noqa: E402
-from cnnlab.device import configure_threads, pick_device  # noqa: E402
-from cnnlab.errors import UserError, run_cli  # noqa: E402
-from cnnlab.models.cifar import CifarNetConfig, build_cifar_net  # noqa: E402
-from cnnlab.training import TrainConfig, fit  # noqa: E402
+from cnnlab.augment import make_prepare
+from cnnlab.checkpoints import count_parameters
+from cnnlab.data.canonical import channel_stats, load_manifest, load_split
+from cnnlab.device import configure_threads, pick_device
+from cnnlab.errors import UserError, run_cli
+from cnnlab.models.cifar import CifarNetConfig, build_cifar_net
+from cnnlab.training import TrainConfig, fit
 
 LR, MOMENTUM, WEIGHT_DECAY = 0.1, 0.9, 5e-4
 
@@ -182,7 +180,7 @@ def main() -> None:
     config = CifarNetConfig("residual", args.depth)
     images, labels, mean, std = load_images(args, (args.warmup + args.steps) * args.batch_size)
     flops = training_flops_per_image(config, tuple(images.shape[1:]))
-    params = sum(p.numel() for p in build_cifar_net(config).parameters())
+    params = count_parameters(build_cifar_net(config))
     device = pick_device(args.device)
     source = f"data {args.data}" if args.data else "random images"
     print(

@@ -7,7 +7,7 @@ from typing import Callable
 
 import pandas as pd
 
-from cnnlab.params import split_key
+from cnnlab.pipeline import split_gradient_name, split_key
 from cnnlab.tables import markdown_table
 
 
@@ -92,25 +92,15 @@ def gradient_labels(name: str) -> dict:
     return {"model": f"{f['arch']}-{f['depth']}", "panel": f"{f['variant']}, {init}"}
 
 
-def split_gradient_name(name: str) -> dict:
-    """``"plain-56-tanh-nobn-default"`` or ``"trained-plain-56-relu-bn"`` -> its matrix fields."""
-    if name.startswith("trained-"):
-        arch, depth, variant = split_key(name[len("trained-"):])
-        return {"arch": arch, "depth": depth, "variant": variant, "init": "trained"}
-    arch, depth, rest = name.split("-", 2)
-    variant, init = rest.rsplit("-", 1)
-    return {"arch": arch, "depth": int(depth), "variant": variant, "init": init}
-
-
 #: the numbers of a gradient summary (:func:`cnnlab.gradients.summarize`) kept in the metrics JSON: what
 #: people compare across runs and what :func:`gradient_table` reads; the per-layer detail stays in the CSVs
-GRADIENT_METRICS = ("diverged", "first_grad_mean_abs", "last_grad_mean_abs", "grad_mean_abs_ratio", "grad_rms_ratio",
+GRADIENT_HEADLINE = ("diverged", "first_grad_mean_abs", "last_grad_mean_abs", "grad_mean_abs_ratio", "grad_rms_ratio",
                     "grad_l2_ratio")
 
 
-def gradient_metrics(summary: dict) -> dict:
-    """The :data:`GRADIENT_METRICS` of a full gradient summary, for ``metrics/gradient_stats/<name>.json``."""
-    return {key: summary[key] for key in GRADIENT_METRICS}
+def gradient_headline(summary: dict) -> dict:
+    """The :data:`GRADIENT_HEADLINE` of a full gradient summary, for ``metrics/gradient_stats/<name>.json``."""
+    return {key: summary[key] for key in GRADIENT_HEADLINE}
 
 
 def gradient_table(summaries: dict[str, dict]) -> pd.DataFrame:

@@ -22,8 +22,14 @@ def pick_device(requested: str | None = None) -> torch.device:
         device = torch.device(requested)
     except RuntimeError:
         raise UserError(f"--device {requested!r} is not a device: use auto, cpu or cuda[:N]") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {requested} asked for CUDA but no CUDA device is available: use --device cpu")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {requested} asked for CUDA but no CUDA device is available: use --device cpu")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            gpus = f"{count} CUDA device{'s' if count != 1 else ''}"
+            raise UserError(f"--device {requested}: this machine has {gpus} (cuda:0 to cuda:{count - 1}): "
+                            f"use one of them, cuda or auto")
     return device
 
 

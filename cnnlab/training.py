@@ -38,7 +38,7 @@ import contextlib
 import logging
 import math
 import time
-from dataclasses import MISSING, asdict, dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -47,10 +47,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from cnnlab.config import config_from_dict, is_int, is_number
 from cnnlab.device import eval_mode, pick_device
 from cnnlab.errors import Interrupted, UserError
-from cnnlab.io import load_torch, save_torch
-from cnnlab.params import config_from_dict
+from cnnlab.io import save_torch
 from cnnlab.metrics.classification import count_correct
 
 log = logging.getLogger(__name__)
@@ -109,12 +109,12 @@ class TrainConfig:
 
         def need_int(key: str, minimum: int) -> None:
             value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            if not is_int(value) or value < minimum:
                 raise bad(key, f"is invalid: use an integer >= {minimum}")
 
         def need_number(key: str, low: float, high: float = math.inf, low_open: bool = False) -> None:
             value = getattr(self, key)
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            ok = is_number(value, finite=True)
             if not ok or value < low or (low_open and value == low) or value >= high:
                 interval = f"{'(' if low_open else '['}{low:g}, {high:g})"
                 raise bad(key, f"is invalid: use a number in {interval}")
@@ -579,78 +579,3 @@ def fit(
                 model, test, prepare, cfg.eval_batch_size, device, class_weights, stepper.amp
             )
     return result
-
-
-# --------------------------------------------------------------------------------------------------
-# Checkpoints
-
-
-def _plain(value: Any) -> Any:
-    """Tuples to lists, recursively, so configs from YAML, dataclasses and checkpoints compare equal."""
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
-
-
-def save_checkpoint(
-    path: str | Path, model: nn.Module, config_dict: Mapping[str, Any], extra: Mapping[str, Any] | None = None
-) -> None:
-    """Atomically save ``{"state_dict", "config", "extra"}``; tensors are stored contiguous on the CPU.
-
-    ``config_dict`` is what :func:`load_checkpoint` compares against the params later (e.g. the model
-    config's ``to_dict()``); ``extra`` holds anything else loadable with ``weights_only=True`` (metrics,
-    class names, normalisation).
-    """
-    state_dict = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
-    save_torch(path, {"state_dict": state_dict, "config": _plain(dict(config_dict)), "extra": dict(extra or {})})
-
-
-def _describe(config: Mapping[str, Any], keys: list[str]) -> str:
-    return ", ".join(f"{key}={config[key]!r}" if key in config else f"{key} unset" for key in keys)
-
-
-def load_checkpoint(
-    path: str | Path,
-    expected_config_dict: Mapping[str, Any],
-    model: nn.Module | None = None,
-    hint: str = "rerun `dvc repro`",
-) -> dict:
-    """Load a checkpoint written by :func:`save_checkpoint` and check it is the one the params describe.
-
-    A config that differs from ``expected_config_dict`` raises :class:`UserError` naming the differing
-    keys; with ``model`` the weights are loaded into it, and weights that do not fit raise
-    :class:`UserError`. ``hint`` ends every message (e.g. ``"rerun `dvc repro train_classifier`"``).
-    Returns the checkpoint dict (``state_dict``, ``config``, ``extra``).
-    """
-    state = load_torch(path, what="checkpoint", hint=hint)
-    if not isinstance(state, dict) or not {"state_dict", "config"} <= state.keys():
-        raise UserError(f"checkpoint {path} is not a cnnlab checkpoint (no state_dict/config): {hint}")
-    saved, expected = _plain(dict(state["config"])), _plain(dict(expected_config_dict))
-    keys = saved.keys() | expected.keys()
-    differing = sorted(key for key in keys if saved.get(key, MISSING) != expected.get(key, MISSING))
-    if differing:
-        raise UserError(
-            f"checkpoint {path} was trained with {_describe(saved, differing)}, "
-            f"but params ask for {_describe(expected, differing)}: {hint}"
-        )
-    if model is not None:
-        load_weights(model, state["state_dict"], f"checkpoint {path}", hint)
-    return state
-
-
-def load_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor], what: str, hint: str) -> None:
-    """``model.load_state_dict(state_dict)`` with a one-line :class:`UserError` when the weights do not fit."""
-    own = model.state_dict()
-    problems = []
-    missing = [key for key in own if key not in state_dict]
-    unexpected = [key for key in state_dict if key not in own]
-    mismatched = [key for key in own if key in state_dict and own[key].shape != state_dict[key].shape]
-    for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", mismatched)):
-        if keys:
-            shown = ", ".join(keys[:3]) + (f" (+{len(keys) - 3} more)" if len(keys) > 3 else "")
-            problems.append(f"{label}: {shown}")
-    if problems:
-        raise UserError(f"{what} does not fit the model ({'; '.join(problems)}): {hint}")
-    model.load_state_dict(state_dict)

@@ -10,14 +10,22 @@ curves in one long table, accuracy_vs_depth.png, test_accuracy_curves.png, train
 import argparse
 from pathlib import Path
 
-import _bootstrap  # noqa: F401
+import _env  # noqa: F401  (first: one-line error outside the project's environment)
 
-from cnnlab.compare import accuracy_by_depth, accuracy_table, classifier_labels, stack_tables, table_metrics, to_markdown
+from cnnlab.compare import (
+    accuracy_by_depth,
+    accuracy_table,
+    classifier_labels,
+    stack_tables,
+    table_metrics,
+    to_markdown,
+)
 from cnnlab.errors import run_cli
 from cnnlab.figures.classifiers import accuracy_vs_depth, training_curves
 from cnnlab.figures.style import save_figure
 from cnnlab.io import atomic_path, read_json, write_json, write_text
-from cnnlab.params import classifier_key, get, load_params
+from cnnlab.params import load_params
+from cnnlab.pipeline import classifier_curves, classifier_keys, classifier_metrics
 from cnnlab.tracking import read_curves
 
 
@@ -28,9 +36,8 @@ def main() -> None:
     parser.add_argument("--table", default="tables/classifier_accuracy.md")
     args = parser.parse_args()
     params = load_params(args.params)
-    keys = [classifier_key(a, d, v) for v in get(params, "classifier.variants")
-            for d in get(params, "classifier.depths") for a in get(params, "classifier.archs")]
-    metrics = [read_json(f"metrics/train_classifier/{k}.json") for k in keys]
+    keys = classifier_keys(params, by_variant=True)
+    metrics = [read_json(classifier_metrics(k)) for k in keys]
     table = accuracy_table(metrics)
     out = Path(args.out)
     with atomic_path(out / "accuracy.csv") as tmp:
@@ -40,7 +47,7 @@ def main() -> None:
     write_text(args.table, to_markdown(table))
     write_json("metrics/compare_classifiers.json", table_metrics(table))
     save_figure(accuracy_vs_depth(table), out / "accuracy_vs_depth.png")
-    histories = {k: read_curves(Path("dvclive/train_classifier") / k) for k in keys}
+    histories = {k: read_curves(classifier_curves(k)) for k in keys}
     with atomic_path(out / "curves.csv") as tmp:
         stack_tables(histories, {k: classifier_labels(k) for k in keys}).to_csv(tmp, index=False, float_format="%.6g")
     save_figure(training_curves(histories, "test_accuracy", "test accuracy", "CIFAR-10 test accuracy per epoch"),

@@ -8,14 +8,14 @@ Reads params ``seed`` and ``data`` (source, mirror, <dataset>.train_size/test_si
 
 import argparse
 
-import _bootstrap  # noqa: F401
+import _env  # noqa: F401  (first: one-line error outside the project's environment)
 
 from cnnlab.data.canonical import save_dataset
 from cnnlab.data.sources import load_source
 from cnnlab.errors import run_cli
-from cnnlab.params import DATASETS, data_params, load_params
-
-DOWNLOAD_CACHE = _bootstrap.ROOT / "data" / "downloads"
+from cnnlab.params import load_params
+from cnnlab.params.datasets import DATASETS, data_params
+from cnnlab.pipeline import DOWNLOAD_CACHE, dataset_dir
 
 
 def main() -> None:
@@ -26,7 +26,7 @@ def main() -> None:
     args = parser.parse_args()
     p = data_params(load_params(args.params), args.dataset)
     dataset = load_source(p, DOWNLOAD_CACHE)
-    out = args.out or f"data/{args.dataset}"
+    out = args.out or dataset_dir(args.dataset)
     manifest = save_dataset(dataset, out)
     print(
         f"{args.dataset}: {manifest['counts']['train']} train / {manifest['counts']['test']} test images "

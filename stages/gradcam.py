@@ -23,11 +23,10 @@ The evaluation and the figures' image selection are :mod:`cnnlab.gradcam_eval`.
 """
 
 import argparse
-from pathlib import Path
-
-import _bootstrap  # noqa: F401
+import _env  # noqa: F401  (first: one-line error outside the project's environment)
 import torch
 
+from cnnlab.checkpoints import load_trained_classifier
 from cnnlab.data.canonical import load_manifest, load_split
 from cnnlab.device import add_device_argument, configure_threads, pick_device, seed_everything
 from cnnlab.errors import UserError, run_cli
@@ -36,14 +35,19 @@ from cnnlab.figures.style import save_figure
 from cnnlab.gradcam import resolve_layer
 from cnnlab.gradcam_eval import Classifier, deletion_table, evaluate_models, showcase
 from cnnlab.io import atomic_path, write_json
-from cnnlab.models.cifar import ARCHS, load_trained_classifier
-from cnnlab.params import classifier_key, gradcam_params, load_params
+from cnnlab.models.cifar import ARCHS, CifarNetConfig, build_cifar_net
+from cnnlab.params import load_params
+from cnnlab.params.classifiers import trained_model_config
+from cnnlab.params.sections import gradcam_params
+from cnnlab.pipeline import classifier_key, gradcam_key, gradcam_metrics, gradcam_plots
 
 
 def load_classifier(arch: str, depth: int, variant: str, params: dict, classes: list[str],
                     device: torch.device) -> Classifier:
     """The checkpoint of ``train_classifier@<arch>-<depth>-<variant>``, checked against params and data."""
-    model, extra = load_trained_classifier(classifier_key(arch, depth, variant), params, classes)
+    key = classifier_key(arch, depth, variant)
+    model = build_cifar_net(CifarNetConfig.from_dict({**trained_model_config(params, key), "num_classes": len(classes)}))
+    extra = load_trained_classifier(key, model, classes)
     return Classifier.frozen(arch, f"{arch}-{depth}", model, extra["train_mean"], extra["train_std"], device)
 
 
@@ -58,7 +62,7 @@ def main() -> None:
 
     params = load_params(args.params)
     p = gradcam_params(params)
-    key = f"{args.depth}-{args.variant}"
+    key = gradcam_key(args.depth, args.variant)
     threads = configure_threads()
     seed_everything(p.seed)
     device = pick_device(args.device)
@@ -82,13 +86,13 @@ def main() -> None:
         result.curves, result.labels, result.aucs,
         f"Deletion curves over {n} test images, depth {args.depth}, {args.variant}")
 
-    out = Path("plots/gradcam") / key
+    out = gradcam_plots(key)
     for name, figure in figures.items():
         save_figure(figure, out / name)
     with atomic_path(out / "deletion.csv") as tmp:
         deletion_table(result.curves, result.labels, f"depth {args.depth}, {args.variant}").to_csv(
             tmp, index=False, float_format="%.6g")
-    write_json(f"metrics/gradcam/{key}.json", result.metrics)
+    write_json(gradcam_metrics(key), result.metrics)
 
 
 if __name__ == "__main__":

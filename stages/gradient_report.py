@@ -11,7 +11,7 @@ and first/last-layer curves stacked into ``profiles.csv`` and ``first_last.csv``
 import argparse
 from pathlib import Path
 
-import _bootstrap  # noqa: F401
+import _env  # noqa: F401  (first: one-line error outside the project's environment)
 import pandas as pd
 
 from cnnlab.compare import gradient_labels, gradient_markdown, gradient_table, stack_tables
@@ -19,19 +19,8 @@ from cnnlab.errors import run_cli
 from cnnlab.figures.gradients import first_last_over_iterations, gradient_profiles
 from cnnlab.figures.style import save_figure
 from cnnlab.io import atomic_path, read_json, write_text
-from cnnlab.params import classifier_key, get, gradient_key, load_params
-
-STATS = Path("plots/gradient_stats")
-
-
-def model_names(params: dict) -> list[str]:
-    m = "gradient_matrix"
-    fresh = [gradient_key(a, d, v, i) for a in get(params, f"{m}.archs") for d in get(params, f"{m}.depths")
-             for v in get(params, f"{m}.variants") for i in get(params, f"{m}.inits")]
-    c = "classifier"
-    trained = ["trained-" + classifier_key(a, d, v) for a in get(params, f"{c}.archs")
-               for d in get(params, f"{c}.depths") for v in get(params, f"{c}.variants")]
-    return fresh + trained
+from cnnlab.params import load_params
+from cnnlab.pipeline import gradient_metrics, gradient_names, gradient_plots
 
 
 def main() -> None:
@@ -40,16 +29,16 @@ def main() -> None:
     parser.add_argument("--out", default="plots/gradient_report")
     parser.add_argument("--table", default="tables/gradient_stats.md")
     args = parser.parse_args()
-    names = model_names(load_params(args.params))
-    summaries = {n: read_json(f"metrics/gradient_stats/{n}.json") for n in names}
+    names = list(gradient_names(load_params(args.params)))
+    summaries = {n: read_json(gradient_metrics(n)) for n in names}
     table = gradient_table(summaries)
     out = Path(args.out)
     with atomic_path(out / "table.csv") as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
     write_text(args.table, gradient_markdown(table))
 
-    profiles = {n: pd.read_csv(STATS / n / "profile.csv") for n in names}
-    first_last = {n: pd.read_csv(STATS / n / "first_last.csv") for n in names}
+    profiles = {n: pd.read_csv(gradient_plots(n) / "profile.csv") for n in names}
+    first_last = {n: pd.read_csv(gradient_plots(n) / "first_last.csv") for n in names}
     labels = {n: gradient_labels(n) for n in names}
     for file_name, tables in {"profiles.csv": profiles, "first_last.csv": first_last}.items():
         with atomic_path(out / file_name) as tmp:  # every model in one long table: the overlaid DVC plots

@@ -11,22 +11,24 @@ first_last.csv: first and last layer per iteration) and ``metrics/gradient_stats
 """
 
 import argparse
-from pathlib import Path
 
-import _bootstrap  # noqa: F401
+import _env  # noqa: F401  (first: one-line error outside the project's environment)
 import pandas as pd
 import torch
 
 from cnnlab.augment import make_prepare
-from cnnlab.compare import gradient_metrics
+from cnnlab.checkpoints import load_trained_classifier
+from cnnlab.compare import gradient_headline
 from cnnlab.data.canonical import load_manifest, load_split
 from cnnlab.device import add_device_argument, configure_threads, pick_device, seed_everything
 from cnnlab.errors import run_cli
 from cnnlab.gradients import first_last_table, layer_profile, record_gradient_stats, summarize
 from cnnlab.io import atomic_path, write_json
-from cnnlab.models.cifar import CifarNetConfig, build_cifar_net, load_trained_classifier
-from cnnlab.params import gradient_key, gradient_params, load_params, model_config
-
+from cnnlab.models.cifar import CifarNetConfig, build_cifar_net
+from cnnlab.params import load_params
+from cnnlab.params.classifiers import model_config, trained_model_config
+from cnnlab.params.sections import gradient_params
+from cnnlab.pipeline import gradient_key, gradient_metrics, gradient_plots, trained_key
 
 EMPTY = {
     "stats.csv": pd.DataFrame(columns=["iteration", "layer_index", "layer_name"]),
@@ -54,9 +56,9 @@ def write_outputs(name: str, stats: "pd.DataFrame | None", summary: dict) -> Non
     if stats is not None:
         tables.update({"profile.csv": layer_profile(stats), "first_last.csv": first_last_table(stats)})
     for file_name, table in tables.items():
-        with atomic_path(Path("plots/gradient_stats") / name / file_name) as tmp:
+        with atomic_path(gradient_plots(name) / file_name) as tmp:
             (table if table is not None else EMPTY[file_name]).to_csv(tmp, index=False, float_format="%.6g")
-    write_json(f"metrics/gradient_stats/{name}.json", summary)
+    write_json(gradient_metrics(name), summary)
 
 
 def main() -> None:
@@ -77,8 +79,9 @@ def main() -> None:
     device = pick_device(args.device)
 
     if args.trained:
-        name = f"trained-{args.trained}"
-        model, extra = load_trained_classifier(args.trained, params)
+        name = trained_key(args.trained)
+        model = build_cifar_net(CifarNetConfig.from_dict(trained_model_config(params, args.trained)))
+        extra = load_trained_classifier(args.trained, model)
         if extra.get("metrics", {}).get("diverged"):
             print(f"{name}: skipped, the classifier diverged in training")
             write_outputs(name, None, {"diverged": True, "skipped": "the classifier diverged in training"})
@@ -95,7 +98,7 @@ def main() -> None:
     stats = record_gradient_stats(model, batches, p.iterations, lr=p.lr, momentum=p.momentum,
                                   weight_decay=p.weight_decay, device=device, train=train_steps)
     summary = summarize(stats)
-    write_outputs(name, stats, gradient_metrics(summary))
+    write_outputs(name, stats, gradient_headline(summary))
     ratio = summary["grad_mean_abs_ratio"]
     print(f"{name}: first/last layer mean|grad| = {ratio:.3g}" if ratio is not None else f"{name}: diverged")
 

@@ -7,7 +7,7 @@ Reads ``data/mnist`` and params ``seed``, ``segment_mnist``; writes ``data/segme
 
 import argparse
 
-import _bootstrap  # noqa: F401
+import _env  # noqa: F401  (first: one-line error outside the project's environment)
 import torch
 
 from cnnlab.data.canonical import Dataset, load_dataset, save_dataset
@@ -15,7 +15,8 @@ from cnnlab.data.segmentation import SEGMENT_CLASSES, digit_masks, make_canvases
 from cnnlab.errors import run_cli
 from cnnlab.figures.segmentation import segmentation_grid
 from cnnlab.figures.style import save_figure
-from cnnlab.params import load_params, segment_params
+from cnnlab.params import load_params
+from cnnlab.params.sections import segment_params
 
 
 def main() -> None:

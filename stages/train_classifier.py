@@ -11,20 +11,22 @@ An interrupted run resumes at its last completed epoch (``.cnnlab-resume/``, see
 """
 
 import argparse
-from pathlib import Path
 
-import _bootstrap  # noqa: F401
+import _env  # noqa: F401  (first: one-line error outside the project's environment)
 
 from cnnlab.augment import make_prepare
+from cnnlab.checkpoints import CLASSES, count_parameters, save_checkpoint
 from cnnlab.data.canonical import load_manifest, load_split
 from cnnlab.device import add_device_argument, configure_threads, seed_everything
 from cnnlab.errors import run_cli
 from cnnlab.io import write_json
 from cnnlab.models.cifar import CifarNetConfig, build_cifar_net
-from cnnlab.params import classifier_params, load_params
+from cnnlab.params import load_params
+from cnnlab.params.classifiers import classifier_params
+from cnnlab.pipeline import classifier_checkpoint, classifier_curves, classifier_metrics, timing_metrics_path
 from cnnlab.resume import Resume
 from cnnlab.tracking import fit_with_curves, result_line, result_metrics, timing_metrics
-from cnnlab.training import save_checkpoint
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -44,19 +46,19 @@ def main() -> None:
     model_config = CifarNetConfig.from_dict({**p.model, "num_classes": len(manifest["classes"])})
     model = build_cifar_net(model_config)
     prepare = make_prepare(manifest["train_mean"], manifest["train_std"], p.augment, p.train.channels_last)
-    n_params = sum(t.numel() for t in model.parameters())
+    n_params = count_parameters(model)
     print(f"{p.key}: {n_params / 1e6:.3f}M parameters, {len(train)} train / {len(test)} test images, "
           f"{p.train.epochs} epochs, {threads} CPU threads")
 
     resume = Resume.for_stage("train_classifier", p.key, p, [args.data])
-    result = fit_with_curves(Path("dvclive/train_classifier") / p.key, model, (train.images, train.labels),
+    result = fit_with_curves(classifier_curves(p.key), model, (train.images, train.labels),
                              (test.images, test.labels), p.train, prepare, name=p.key, **resume.fit_kwargs())
     metrics = result_metrics(result, model=p.key, params=n_params)
-    save_checkpoint(f"models/classifier/{p.key}.pt", model, model_config.to_dict(),
-                    {"classes": manifest["classes"], "train_mean": manifest["train_mean"],
+    save_checkpoint(classifier_checkpoint(p.key), model, model_config.to_dict(),
+                    {CLASSES: manifest["classes"], "train_mean": manifest["train_mean"],
                      "train_std": manifest["train_std"], "metrics": metrics})
-    write_json(f"metrics/train_classifier/{p.key}.json", metrics)
-    write_json(f"metrics/timing/train_classifier/{p.key}.json", timing_metrics(result))
+    write_json(classifier_metrics(p.key), metrics)
+    write_json(timing_metrics_path("train_classifier", p.key), timing_metrics(result))
     resume.clear()
     print(result_line(p.key, result))
 

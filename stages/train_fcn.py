@@ -36,11 +36,12 @@ import argparse
 from dataclasses import fields
 from pathlib import Path
 
-import _bootstrap  # noqa: F401
+import _env  # noqa: F401  (first: one-line error outside the project's environment)
 import pandas as pd
 import torch
 
 from cnnlab.augment import make_prepare
+from cnnlab.checkpoints import CLASSES, ENCODER_HINT, count_parameters, load_encoder_checkpoint, save_checkpoint
 from cnnlab.data.canonical import Split, load_split
 from cnnlab.data.segmentation import SEGMENT_CLASSES, Canvases
 from cnnlab.data.sources import stratified_indices
@@ -50,12 +51,14 @@ from cnnlab.figures.segmentation import confusion_figure, segmentation_predictio
 from cnnlab.figures.style import save_figure
 from cnnlab.io import atomic_path, load_torch, write_json
 from cnnlab.metrics.segmentation import class_weights, stratified_pixels
-from cnnlab.models.fcn import RETRAIN_HINT, build_fcn, load_encoder_checkpoint
-from cnnlab.params import FcnParams, fcn_params, load_params
+from cnnlab.models.fcn import build_fcn
+from cnnlab.models.mnist import MnistCnn
+from cnnlab.params import load_params
+from cnnlab.params.segmentation import FcnParams, fcn_params
+from cnnlab.pipeline import MNIST_CNN_CHECKPOINT, fcn_checkpoint, fcn_curves, fcn_metrics, fcn_plots, timing_metrics_path
 from cnnlab.resume import Resume
 from cnnlab.segmentation_eval import segment, summary_line
 from cnnlab.tracking import SEGMENTATION_CURVES, fit_with_curves, timing_metrics
-from cnnlab.training import save_checkpoint
 
 SEGMENT_HINT = "run `dvc repro segment_mnist` first"
 
@@ -77,9 +80,9 @@ def load_segmented(folder: Path) -> tuple[Split, Split, Canvases]:
 
 def encoder_normalisation(path: Path) -> tuple[list[float], list[float]]:
     """The per-channel mean/std the CNN was trained with (``extra`` of its checkpoint)."""
-    extra = load_torch(path, what="checkpoint", hint=RETRAIN_HINT).get("extra") or {}
+    extra = load_torch(path, what="checkpoint", hint=ENCODER_HINT).get("extra") or {}
     if "train_mean" not in extra or "train_std" not in extra:
-        raise UserError(f"checkpoint {path} does not record its normalisation (train_mean/train_std): {RETRAIN_HINT}")
+        raise UserError(f"checkpoint {path} does not record its normalisation (train_mean/train_std): {ENCODER_HINT}")
     return extra["train_mean"], extra["train_std"]
 
 
@@ -92,7 +95,7 @@ def write_confusion_csv(path: Path, actual: torch.Tensor, predicted: torch.Tenso
 
 def train(p: FcnParams, encoder_path: Path, data: Path, device_name: str) -> None:
     """Everything the stage does, once the params are validated (see the module docstring)."""
-    cnn = load_encoder_checkpoint(encoder_path, p.encoder)
+    cnn = load_encoder_checkpoint(encoder_path, MnistCnn(p.encoder))
     mean, std = encoder_normalisation(encoder_path)
     train_split, test, canvases = load_segmented(data)
     if p.train_size is not None:
@@ -105,15 +108,15 @@ def train(p: FcnParams, encoder_path: Path, data: Path, device_name: str) -> Non
     prepare = make_prepare(mean, std, augment=False, channels_last=p.train.channels_last)
     train_masks, test_masks = train_split.extra["masks"], test.extra["masks"]
     weights = class_weights(train_masks, p.model.num_classes, p.class_weighting)
-    n_params = sum(t.numel() for t in model.parameters())
-    n_trainable = sum(t.numel() for t in model.parameters() if t.requires_grad)
+    n_params = count_parameters(model)
+    n_trainable = count_parameters(model, trainable_only=True)
     name = f"fcn-{p.variant}"
     print(f"{name}: {n_params / 1e3:.0f}k parameters ({n_trainable / 1e3:.0f}k trainable), {len(train_split)} train "
           f"digits, {len(test)} test digits, {len(canvases.images)} canvases, {p.train.epochs} epochs, "
           f"{threads} CPU threads")
 
     resume = Resume.for_stage("train_fcn", p.variant, p, [data, encoder_path])
-    result = fit_with_curves(Path("dvclive/train_fcn") / p.variant, model,
+    result = fit_with_curves(fcn_curves(p.variant), model,
                              (train_split.images, train_masks.long()), (test.images, test_masks.long()), p.train,
                              prepare, curves=SEGMENTATION_CURVES, class_weights=weights, name=name,
                              **resume.fit_kwargs())
@@ -138,13 +141,13 @@ def train(p: FcnParams, encoder_path: Path, data: Path, device_name: str) -> Non
         **{test_set: {k: v for k, v in m.items() if k != "per_class_iou"}
            for test_set, m in (("digits", digit_metrics), ("canvases", canvas_metrics))},
     }
-    save_checkpoint(f"models/fcn/{p.variant}.pt", model, {"fcn": p.model.to_dict(), "encoder": p.encoder.to_dict()},
-                    {"class_names": SEGMENT_CLASSES, "train_mean": mean, "train_std": std,
+    save_checkpoint(fcn_checkpoint(p.variant), model, {"fcn": p.model.to_dict(), "encoder": p.encoder.to_dict()},
+                    {CLASSES: SEGMENT_CLASSES, "train_mean": mean, "train_std": std,
                      "class_weights": None if weights is None else weights.tolist(), "metrics": metrics})
-    write_json(f"metrics/train_fcn/{p.variant}.json", metrics)
-    write_json(f"metrics/timing/train_fcn/{p.variant}.json", timing_metrics(result))
+    write_json(fcn_metrics(p.variant), metrics)
+    write_json(timing_metrics_path("train_fcn", p.variant), timing_metrics(result))
 
-    plots = Path("plots/train_fcn") / p.variant
+    plots = fcn_plots(p.variant)
     gen = torch.Generator().manual_seed(p.seed)
     actual, predicted = stratified_pixels(test_masks, digit_pred, p.confusion_pixels, len(SEGMENT_CLASSES), gen)
     write_confusion_csv(plots / "confusion.csv", actual, predicted)
@@ -173,7 +176,7 @@ def main() -> None:
     add_device_argument(parser)
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--data", default="data/segmented_mnist")
-    parser.add_argument("--encoder", default="models/mnist_cnn.pt", help="checkpoint written by train_mnist_cnn")
+    parser.add_argument("--encoder", default=str(MNIST_CNN_CHECKPOINT), help="checkpoint written by train_mnist_cnn")
     args = parser.parse_args()
     p = fcn_params(load_params(args.params), args.variant, args.device)
     train(p, Path(args.encoder), Path(args.data), args.device)

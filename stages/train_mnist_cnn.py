@@ -13,21 +13,22 @@ completed epoch (``.cnnlab-resume/``, see :mod:`cnnlab.resume`).
 import argparse
 from pathlib import Path
 
-import _bootstrap  # noqa: F401
+import _env  # noqa: F401  (first: one-line error outside the project's environment)
 
 from cnnlab.augment import make_prepare
+from cnnlab.checkpoints import CLASSES, count_parameters, save_checkpoint
 from cnnlab.data.canonical import load_manifest, load_split
 from cnnlab.device import add_device_argument, configure_threads, seed_everything
 from cnnlab.errors import UserError, run_cli
 from cnnlab.io import write_json
 from cnnlab.models.mnist import MnistCnn
-from cnnlab.params import load_params, mnist_cnn_params
+from cnnlab.params import load_params
+from cnnlab.params.segmentation import mnist_cnn_params
+from cnnlab.pipeline import MNIST_CNN_CHECKPOINT, MNIST_CNN_CURVES, MNIST_CNN_METRICS, timing_metrics_path
 from cnnlab.resume import Resume
 from cnnlab.tracking import fit_with_curves, result_line, result_metrics, timing_metrics
-from cnnlab.training import save_checkpoint
 
 NAME = "train_mnist_cnn"
-CHECKPOINT = "models/mnist_cnn.pt"
 
 
 def main() -> None:
@@ -52,19 +53,19 @@ def main() -> None:
     train, test = load_split(args.data, "train"), load_split(args.data, "test")
     model = MnistCnn(p.model)
     prepare = make_prepare(manifest["train_mean"], manifest["train_std"], p.augment, p.train.channels_last)
-    n_params = sum(t.numel() for t in model.parameters())
+    n_params = count_parameters(model)
     print(f"{NAME}: {n_params / 1e3:.0f}k parameters, {len(train)} train / {len(test)} test images, "
           f"{p.train.epochs} epochs, {threads} CPU threads")
 
     resume = Resume.for_stage(NAME, NAME, p, [args.data])
-    result = fit_with_curves(Path("dvclive") / NAME, model, (train.images, train.labels),
+    result = fit_with_curves(MNIST_CNN_CURVES, model, (train.images, train.labels),
                              (test.images, test.labels), p.train, prepare, name=NAME, **resume.fit_kwargs())
     metrics = result_metrics(result, params=n_params)
-    save_checkpoint(CHECKPOINT, model, p.model.to_dict(),
-                    {"classes": classes, "train_mean": manifest["train_mean"], "train_std": manifest["train_std"],
+    save_checkpoint(MNIST_CNN_CHECKPOINT, model, p.model.to_dict(),
+                    {CLASSES: classes, "train_mean": manifest["train_mean"], "train_std": manifest["train_std"],
                      "metrics": metrics})
-    write_json(f"metrics/{NAME}.json", metrics)
-    write_json(f"metrics/timing/{NAME}.json", timing_metrics(result))
+    write_json(MNIST_CNN_METRICS, metrics)
+    write_json(timing_metrics_path(NAME), timing_metrics(result))
     resume.clear()
     print(result_line(NAME, result))
 

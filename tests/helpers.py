@@ -1,18 +1,74 @@
-"""Small builders shared by tests: fake mirrors in the official layouts."""
+"""What tests share: running stages as DVC runs them, the one-line-error check, fake mirrors in the official layouts."""
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import os
+import re
 import subprocess
 import sys
 import tarfile
 from pathlib import Path
+from types import ModuleType
 
 import cv2
 import numpy as np
 
+from cnnlab.classes import CIFAR10_CLASSES
 from cnnlab.data.idx import write_idx
-from cnnlab.data.sources import CIFAR10_CLASSES, MNIST_FILES
+from cnnlab.data.sources import MNIST_FILES
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGES = ROOT / "stages"
+
+
+def stage_env(**extra: str) -> dict[str, str]:
+    """The environment of a stage run in a test: one CPU thread, the CPU device, no DVC analytics."""
+    return dict(os.environ, CNNLAB_THREADS="1", CNNLAB_DEVICE="cpu", DVC_NO_ANALYTICS="1", **extra)
+
+
+def start_stage(cwd: Path, script: str, *args: str) -> subprocess.Popen:
+    """Start ``python stages/<script> args`` in ``cwd`` (as DVC runs a stage) without waiting for it."""
+    return subprocess.Popen([sys.executable, str(STAGES / script), *map(str, args)], cwd=cwd, env=stage_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc: subprocess.Popen) -> subprocess.CompletedProcess:
+    """Wait for a :func:`start_stage` process; its output as :func:`run_stage` returns it."""
+    stdout, stderr = proc.communicate()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+def run_stage(cwd: Path, script: str, *args: str) -> subprocess.CompletedProcess:
+    """Run ``python stages/<script> args`` in ``cwd`` and return its exit code and output."""
+    return finish(start_stage(cwd, script, *args))
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str, pattern: str | None = None) -> str:
+    """The stage failed as a user error must: exit 2, exactly one line on stderr, ``error: ...``, no traceback,
+    holding every literal ``fragment`` (and matching the regular expression ``pattern``); returns the line."""
+    assert proc.returncode == 2, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in proc.stderr, proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    if pattern is not None:
+        assert re.search(pattern, lines[0]), lines[0]
+    return lines[0]
+
+
+def import_stage(script: str) -> ModuleType:
+    """``stages/<script>`` imported as a module (for its helpers); stages/ is on the path while it imports
+    (as when Python runs the script), for its ``import _env``."""
+    with contextlib.ExitStack() as stack:
+        if str(STAGES) not in sys.path:
+            sys.path.insert(0, str(STAGES))
+            stack.callback(sys.path.remove, str(STAGES))
+        spec = importlib.util.spec_from_file_location(f"stage_{Path(script).stem}", STAGES / script)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return module
 
 
 def make_mnist_mirror(root: Path, n_train: int = 60, n_test: int = 20, compress: bool = True, seed: int = 0) -> Path:

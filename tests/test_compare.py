@@ -6,13 +6,13 @@ import pandas as pd
 import pytest
 
 from cnnlab.compare import (
-    GRADIENT_METRICS,
+    GRADIENT_HEADLINE,
     accuracy_by_depth,
     accuracy_table,
     classifier_labels,
     gradient_labels,
     gradient_markdown,
-    gradient_metrics,
+    gradient_headline,
     gradient_table,
     split_gradient_name,
     stack_tables,
@@ -20,7 +20,7 @@ from cnnlab.compare import (
     to_markdown,
 )
 from cnnlab.errors import UserError
-from cnnlab.params import split_key
+from cnnlab.pipeline import split_key
 from cnnlab.tracking import CLASSIFICATION_CURVES, read_curves
 
 
@@ -85,8 +85,8 @@ def test_gradient_metrics_keep_the_compared_numbers_only():
              **{stat: value for stat in STAT_COLUMNS}, "loss": 2.3}
             for i in range(2) for j, (name, value) in enumerate((("conv1", 1e-6), ("fc", 1e-2)))]
     summary = summarize(pd.DataFrame(rows))
-    metrics = gradient_metrics(summary)
-    assert tuple(metrics) == GRADIENT_METRICS and len(summary) > 3 * len(metrics)
+    metrics = gradient_headline(summary)
+    assert tuple(metrics) == GRADIENT_HEADLINE and len(summary) > 3 * len(metrics)
     assert metrics["grad_mean_abs_ratio"] == pytest.approx(1e-4)
     name = "plain-8-relu-bn-default"
     full, slim = gradient_table({name: summary}), gradient_table({name: metrics})

@@ -12,8 +12,8 @@ import torch
 from cnnlab.data import sources
 from cnnlab.data.canonical import Dataset, Split, load_dataset, load_split, save_dataset
 from cnnlab.data.idx import read_idx, write_idx
+from cnnlab.data.sources import DataParams
 from cnnlab.errors import UserError
-from cnnlab.params import DataParams
 from tests.helpers import make_cifar_mirror, make_mnist_mirror
 
 

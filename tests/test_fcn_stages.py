@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import runpy
 import subprocess
 import sys
@@ -20,18 +19,17 @@ import pytest
 import torch
 import yaml
 
+from cnnlab.checkpoints import load_checkpoint, load_encoder_checkpoint
 from cnnlab.data.canonical import load_manifest, save_dataset
 from cnnlab.data.segmentation import SEGMENT_CLASSES
-from cnnlab.data.sources import load_source
+from cnnlab.data.sources import DataParams, load_source
 from cnnlab.errors import UserError
 from cnnlab.metrics.segmentation import class_weights, stratified_pixels
-from cnnlab.models.fcn import FcnConfig, build_fcn, load_encoder_checkpoint
+from cnnlab.models.fcn import FcnConfig, build_fcn
 from cnnlab.models.mnist import MnistCnn, MnistCnnConfig
-from cnnlab.params import DataParams, fcn_params
-from cnnlab.training import load_checkpoint
+from cnnlab.params.segmentation import fcn_params
+from helpers import STAGES, assert_one_line_error, finish, import_stage, run_stage, start_stage
 
-ROOT = Path(__file__).resolve().parents[1]
-STAGES = ROOT / "stages"
 N_TRAIN, N_TEST, N_CANVASES, CONFUSION_PIXELS = 200, 50, 4, 110
 TRAINING = {"batch_size": 50, "lr": 0.01, "optimizer": "adam", "eval_batch_size": 25, "show_progress": False}
 PARAMS = {
@@ -59,32 +57,8 @@ PARAMS = {
 EPOCHS = {"upsample": 1, "fcn8s": 2}
 
 
-def start_stage(cwd: Path, script: str, *args: str) -> subprocess.Popen:
-    env = dict(os.environ, CNNLAB_THREADS="1", DVC_NO_ANALYTICS="1")
-    return subprocess.Popen([sys.executable, str(STAGES / script), *args, "--device", "cpu"],
-                            cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def finish(proc: subprocess.Popen) -> subprocess.CompletedProcess:
-    stdout, stderr = proc.communicate()
-    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
-
-
-def run_stage(cwd: Path, script: str, *args: str) -> subprocess.CompletedProcess:
-    return finish(start_stage(cwd, script, *args))
-
-
 def check_ok(proc: subprocess.CompletedProcess) -> None:
     assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-
-
-def check_user_error(proc: subprocess.CompletedProcess) -> str:
-    """The stage failed as a user error should: exit 2, one line on stderr, no traceback; returns the line."""
-    assert proc.returncode == 2, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    assert "Traceback" not in proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +95,7 @@ def test_cnn_stage_writes_metrics_curves_and_a_checkpoint_the_fcn_can_load(work)
     assert not (work / ".cnnlab-resume").exists()
     assert metrics["diverged"] is False and 0 <= metrics["test_acc"] <= 1
     config = MnistCnnConfig.from_dict(PARAMS["train_mnist_cnn"]["model"])
-    cnn = load_encoder_checkpoint(work / "models/mnist_cnn.pt", config)
+    cnn = load_encoder_checkpoint(work / "models/mnist_cnn.pt", MnistCnn(config))
     assert metrics["params"] == sum(p.numel() for p in cnn.parameters())
     extra = torch.load(work / "models/mnist_cnn.pt", weights_only=True)["extra"]
     manifest = load_manifest(work / "data/mnist")
@@ -175,7 +149,7 @@ def test_fcn_stage_writes_a_class_stratified_confusion_csv_and_figures(work, var
 
 def test_fcn_checkpoint_rebuilds_and_a_frozen_encoder_keeps_the_cnn_weights(work):
     encoder = MnistCnnConfig.from_dict(PARAMS["train_mnist_cnn"]["model"])
-    cnn = load_encoder_checkpoint(work / "models/mnist_cnn.pt", encoder)
+    cnn = load_encoder_checkpoint(work / "models/mnist_cnn.pt", MnistCnn(encoder))
     for variant, section in PARAMS["train_fcn"].items():
         if variant not in EPOCHS:
             continue
@@ -184,6 +158,7 @@ def test_fcn_checkpoint_rebuilds_and_a_frozen_encoder_keeps_the_cnn_weights(work
         model = build_fcn(MnistCnn(encoder), config)
         state = load_checkpoint(work / f"models/fcn/{variant}.pt", {"fcn": config.to_dict(), "encoder": encoder.to_dict()},
                                 model=model)
+        assert state["extra"]["classes"] == SEGMENT_CLASSES  # the one key for class names in every checkpoint
         weights = state["extra"]["class_weights"]
         assert len(weights) == 11 and weights[0] == min(weights)  # background is the most frequent class
         assert model.eval()(torch.zeros(2, 1, 28, 28)).shape == (2, 11, 28, 28)
@@ -197,7 +172,7 @@ def test_fcn_checkpoint_rebuilds_and_a_frozen_encoder_keeps_the_cnn_weights(work
 
 
 def test_unknown_variant_is_a_one_line_error(work):
-    line = check_user_error(run_stage(work, "train_fcn.py", "unet"))
+    line = assert_one_line_error(run_stage(work, "train_fcn.py", "unet"))
     assert line == "error: unknown FCN variant 'unet': use one of upsample, fcn8s"
 
 
@@ -206,14 +181,14 @@ def test_encoder_that_does_not_match_the_params_is_a_one_line_error_and_writes_n
     params["train_mnist_cnn"]["model"]["channels"] = [4, 16]
     (work / "changed.yaml").write_text(yaml.safe_dump(params))
     before = (work / "metrics/train_fcn/fcn8s.json").stat().st_mtime_ns
-    line = check_user_error(run_stage(work, "train_fcn.py", "fcn8s", "--params", "changed.yaml"))
+    line = assert_one_line_error(run_stage(work, "train_fcn.py", "fcn8s", "--params", "changed.yaml"))
     assert "channels=[4, 8]" in line and "channels=[4, 16]" in line and "dvc repro train_mnist_cnn" in line
     assert (work / "metrics/train_fcn/fcn8s.json").stat().st_mtime_ns == before
 
 
 def test_missing_segmented_data_is_a_one_line_error_naming_the_stage_to_run(work):
     before = (work / "metrics/train_fcn/upsample.json").stat().st_mtime_ns
-    line = check_user_error(run_stage(work, "train_fcn.py", "upsample", "--data", "data/no_such_folder"))
+    line = assert_one_line_error(run_stage(work, "train_fcn.py", "upsample", "--data", "data/no_such_folder"))
     assert line == ("error: dataset data/no_such_folder is missing (no manifest.json): "
                     "run `dvc repro segment_mnist` first")
     assert (work / "metrics/train_fcn/upsample.json").stat().st_mtime_ns == before

@@ -7,9 +7,7 @@ The stage runs as DVC runs it (a subprocess in the project folder); the library 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -19,13 +17,18 @@ import pytest
 import torch
 import yaml
 
+import helpers
 from cnnlab.data.canonical import load_manifest, load_split, save_dataset
 from cnnlab.data.sources import CIFAR10_CLASSES, load_source
 from cnnlab.errors import UserError
+from cnnlab.checkpoints import load_trained_classifier, save_checkpoint
 from cnnlab.gradcam_eval import Classifier, evaluate, showcase_indices
-from cnnlab.models.cifar import ARCHS, CifarNetConfig, build_cifar_net, load_trained_classifier
-from cnnlab.params import classifier_key, data_params, gradcam_params, model_config
-from cnnlab.training import save_checkpoint
+from cnnlab.models.cifar import ARCHS, CifarNetConfig, build_cifar_net
+from cnnlab.params.classifiers import model_config, trained_model_config
+from cnnlab.params.datasets import data_params
+from cnnlab.params.sections import gradcam_params
+from cnnlab.pipeline import classifier_key
+from helpers import assert_one_line_error
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGE = ROOT / "stages" / "gradcam.py"
@@ -37,17 +40,7 @@ METRIC_KEYS = {"accuracy", "pointing_game", "energy_in_box", "deletion_auc", "de
 
 
 def run_stage(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, CNNLAB_THREADS="1", CNNLAB_DEVICE="cpu")
-    return subprocess.run([sys.executable, str(STAGE), *args], cwd=cwd, env=env, capture_output=True, text=True)
-
-
-def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> str:
-    assert proc.returncode == 2, proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in proc.stderr, proc.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
+    return helpers.run_stage(cwd, "gradcam.py", *args)
 
 
 def write_params(root: Path, name: str = "params.yaml", **gradcam: object) -> Path:
@@ -151,7 +144,9 @@ def test_evaluation_does_not_depend_on_the_chunk_size(project: Path, monkeypatch
     params = yaml.safe_load((project / "params.yaml").read_text())
     classes = load_manifest("data/cifar10")["classes"]
     test = load_split("data/cifar10", "test")
-    model, extra = load_trained_classifier(classifier_key("residual", DEPTH, VARIANT), params, classes)
+    key = classifier_key("residual", DEPTH, VARIANT)
+    model = build_cifar_net(CifarNetConfig.from_dict({**trained_model_config(params, key), "num_classes": len(classes)}))
+    extra = load_trained_classifier(key, model, classes)
     net = Classifier.frozen("residual", f"residual-{DEPTH}", model, extra["train_mean"], extra["train_std"],
                             torch.device("cpu"))
     assert not any(t.requires_grad for t in net.model.parameters()) and not net.model.training
@@ -168,7 +163,9 @@ def test_checkpoint_of_other_classes_is_rejected(project: Path, monkeypatch: pyt
     monkeypatch.chdir(project)
     params = yaml.safe_load((project / "params.yaml").read_text())
     with pytest.raises(UserError, match=r"trained on classes .*disc.* but the data has .*airplane.*dvc repro"):
-        load_trained_classifier(classifier_key("plain", DEPTH, VARIANT), params, CIFAR10_CLASSES)
+        key = classifier_key("plain", DEPTH, VARIANT)
+        config = {**trained_model_config(params, key), "num_classes": len(CIFAR10_CLASSES)}
+        load_trained_classifier(key, build_cifar_net(CifarNetConfig.from_dict(config)), CIFAR10_CLASSES)
 
 
 def test_showcase_picks_the_first_images() -> None:

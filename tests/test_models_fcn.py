@@ -8,11 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from cnnlab.checkpoints import load_encoder_checkpoint, save_checkpoint
 from cnnlab.errors import UserError
 from cnnlab.io import save_torch
-from cnnlab.models.fcn import FcnConfig, build_fcn, load_encoder_checkpoint, min_input_size
+from cnnlab.models.fcn import FcnConfig, build_fcn, min_input_size
 from cnnlab.models.mnist import MnistCnn, MnistCnnConfig
-from cnnlab.training import save_checkpoint
 
 SMALL_CNN = MnistCnnConfig(channels=(8, 16, 32))
 VARIANTS = ("upsample", "fcn8s")
@@ -228,7 +228,7 @@ def test_encoder_checkpoint_round_trip(tmp_path):
     randomise_bn_stats(cnn)
     path = tmp_path / "mnist_cnn.pt"
     save_checkpoint(path, cnn, SMALL_CNN.to_dict(), extra={"test_acc": 0.99})
-    loaded = load_encoder_checkpoint(path, SMALL_CNN)
+    loaded = load_encoder_checkpoint(path, MnistCnn(SMALL_CNN))
     assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in cnn.state_dict().items())
 
 
@@ -237,7 +237,7 @@ def test_encoder_checkpoint_with_another_config_names_the_keys(tmp_path):
     other = MnistCnnConfig(channels=(8, 16), dropout=0.5)
     save_checkpoint(path, MnistCnn(other), other.to_dict())
     with pytest.raises(UserError) as err:
-        load_encoder_checkpoint(path, SMALL_CNN)
+        load_encoder_checkpoint(path, MnistCnn(SMALL_CNN))
     message = str(err.value)
     assert "was trained with channels=[8, 16], dropout=0.5, " in message
     assert "but params ask for channels=[8, 16, 32], dropout=0.25" in message
@@ -249,13 +249,13 @@ def test_encoder_checkpoint_whose_weights_do_not_fit(tmp_path):
     save_checkpoint(path, MnistCnn(MnistCnnConfig(channels=(8, 16, 64))), SMALL_CNN.to_dict())
     message = r"does not fit the model \(wrong shape: encoder.block3.conv1.weight, .*: rerun `dvc repro train_mnist"
     with pytest.raises(UserError, match=message):
-        load_encoder_checkpoint(path, SMALL_CNN)
+        load_encoder_checkpoint(path, MnistCnn(SMALL_CNN))
 
 
 def test_missing_or_foreign_encoder_checkpoint(tmp_path):
     with pytest.raises(UserError, match=r"does not exist: rerun `dvc repro train_mnist_cnn`"):
-        load_encoder_checkpoint(tmp_path / "absent.pt", SMALL_CNN)
+        load_encoder_checkpoint(tmp_path / "absent.pt", MnistCnn(SMALL_CNN))
     path = tmp_path / "weights_only.pt"
     save_torch(path, MnistCnn(SMALL_CNN).state_dict())
     with pytest.raises(UserError, match=r"is not a cnnlab checkpoint \(no state_dict/config\): rerun `dvc repro train"):
-        load_encoder_checkpoint(path, SMALL_CNN)
+        load_encoder_checkpoint(path, MnistCnn(SMALL_CNN))

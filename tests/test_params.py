@@ -4,7 +4,9 @@ import pytest
 import yaml
 
 from cnnlab.errors import UserError
-from cnnlab.params import data_params, load_params, segment_params
+from cnnlab.params import load_params
+from cnnlab.params.datasets import data_params
+from cnnlab.params.sections import segment_params
 
 
 @pytest.fixture
@@ -49,7 +51,7 @@ def test_threshold_outside_open_interval(base, value):
 
 def test_missing_key_names_it(base):
     del base["segment_mnist"]["canvas"]["rows"]
-    with pytest.raises(UserError, match="missing key segment_mnist.canvas.rows"):
+    with pytest.raises(UserError, match=r"missing key segment_mnist.canvas.rows \(see README, section \"Parameters\"\)"):
         segment_params(base)
 
 
@@ -65,7 +67,7 @@ def test_bad_yaml_and_missing_file(tmp_path):
 
 
 def test_classifier_params_build_model_and_training_config(base):
-    from cnnlab.params import classifier_params
+    from cnnlab.params.classifiers import classifier_params
 
     p = classifier_params(base, "residual", 32, "tanh-nobn", device="cpu")
     assert p.key == "residual-32-tanh-nobn"
@@ -87,7 +89,7 @@ def test_classifier_params_build_model_and_training_config(base):
     ],
 )
 def test_classifier_bad_params(base, change, message):
-    from cnnlab.params import classifier_params
+    from cnnlab.params.classifiers import classifier_params
 
     args = {"arch": "plain", "depth": 20, "variant": "relu-bn"}
     key, value = change
@@ -100,7 +102,7 @@ def test_classifier_bad_params(base, change, message):
 
 
 def test_gradient_params(base):
-    from cnnlab.params import gradient_params
+    from cnnlab.params.sections import gradient_params
 
     assert gradient_params(base).iterations == 50
     base["gradient_stats"]["iterations"] = 0

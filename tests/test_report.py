@@ -11,8 +11,6 @@ import base64
 import json
 import re
 import shutil
-import subprocess
-import sys
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote
@@ -22,7 +20,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from cnnlab.compare import gradient_metrics
+from cnnlab.compare import gradient_headline
 from cnnlab.errors import UserError
 from cnnlab.gradients import STAT_COLUMNS, summarize
 from cnnlab.report import build_report
@@ -32,6 +30,7 @@ from cnnlab.report.text import pct, pp
 from cnnlab.tables import MISSING
 from cnnlab.tracking import result_metrics
 from cnnlab.training import TrainResult
+from helpers import run_stage
 
 ROOT = Path(__file__).resolve().parents[1]
 ODD = "fcn<8s&"  # an FCN variant whose name needs escaping in Markdown and HTML
@@ -98,7 +97,7 @@ def make_tree(root: Path, accuracy: dict[str, float] = ACCURACY) -> Path:
         write_json(root / f"metrics/train_classifier/{key}.json",
                    result_metrics(result, model=key, params=75290 if "-8-" in key else 172890))
     for name, (first, last) in GRADIENTS.items():
-        write_json(root / f"metrics/gradient_stats/{name}.json", gradient_metrics(gradient_summary(first, last)))
+        write_json(root / f"metrics/gradient_stats/{name}.json", gradient_headline(gradient_summary(first, last)))
     write_json(root / "metrics/train_mnist_cnn.json",
                result_metrics(TrainResult(best_epoch=1, best_test_acc=0.9955, test_acc=0.9955, test_loss=0.02),
                params=288554))
@@ -309,23 +308,19 @@ def test_a_figure_that_is_not_a_png_is_a_user_error(tree):
         build_report(tree, PARAMS)
 
 
-def run_stage(cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "stages" / "report.py")], cwd=cwd, capture_output=True, text=True)
-
-
 def snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def test_stage_writes_the_report_and_keeps_it_on_error(tree):
-    proc = run_stage(tree)
+    proc = run_stage(tree, "report.py")
     assert proc.returncode == 0, proc.stderr
     assert "reports/report.html" in proc.stdout
     before = snapshot(tree / "reports")
     assert {"report.md", "report.html"} <= set(before) and len(before) == 2 + len(FIGURES)
 
     (tree / "metrics/train_fcn" / f"{ODD}.json").unlink()
-    proc = run_stage(tree)
+    proc = run_stage(tree, "report.py")
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert lines == [f"error: metrics/train_fcn/{ODD}.json is missing: run `dvc repro train_fcn@{ODD}`"]

@@ -8,23 +8,18 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
+
+import helpers
+from helpers import assert_one_line_error
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_stage(tmp_path: Path, script: str, *args: str) -> subprocess.CompletedProcess:
+    """The stage in an empty project folder holding only the project's params.yaml."""
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
-    return subprocess.run([sys.executable, str(ROOT / "stages" / script), *args], cwd=tmp_path,
-                          capture_output=True, text=True)
-
-
-def assert_one_line_error(proc: subprocess.CompletedProcess, pattern: str) -> None:
-    import re
-
-    assert proc.returncode == 2, proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
-    assert re.search(pattern, lines[0]), lines[0]
+    return helpers.run_stage(tmp_path, script, *args)
 
 
 @pytest.mark.parametrize(
@@ -43,7 +38,7 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, pattern: str) -> No
     ],
 )
 def test_stage_bad_input(tmp_path, script, args, pattern):
-    assert_one_line_error(run_stage(tmp_path, script, *args), pattern)
+    assert_one_line_error(run_stage(tmp_path, script, *args), pattern=pattern)
 
 
 def test_unknown_dataset_is_an_argparse_error(tmp_path):
@@ -59,8 +54,7 @@ def test_sigterm_removes_temporary_outputs(tmp_path):
 
     script = tmp_path / "slow_stage.py"
     script.write_text(textwrap.dedent(f"""
-        import sys, time
-        sys.path.insert(0, {str(ROOT)!r})
+        import time
         from cnnlab.errors import run_cli
         from cnnlab.io import atomic_dir
 
@@ -78,3 +72,26 @@ def test_sigterm_removes_temporary_outputs(tmp_path):
     assert proc.wait(timeout=30) == 128 + signal.SIGTERM
     time.sleep(0.1)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["slow_stage.py"]
+
+
+def test_a_stage_outside_the_project_environment_says_how_to_enter_it(tmp_path):
+    """A Python without torch and cnnlab (here the same interpreter without site-packages and $PYTHONPATH,
+    like a system python or `.venv/bin/dvc repro` without the venv activated): one line, exit 2."""
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    proc = subprocess.run([sys.executable, "-S", "-E", str(ROOT / "stages" / "train_classifier.py"), "--arch", "plain"],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.splitlines() == [
+        f"error: this Python ({sys.executable}) lacks torch/cnnlab: run 'source .venv/bin/activate' "
+        "(after 'make setup') and retry"]
+
+
+def test_a_bad_value_anywhere_in_params_fails_the_first_stage_before_it_works(tmp_path):
+    """gradcam.layer is read by the last stages; a typo must stop `download`, the first, before it writes."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["data"].update(source="synthetic", mnist={"train_size": 20, "test_size": 10})
+    params["gradcam"]["layer"] = "nonexistent"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    proc = helpers.run_stage(tmp_path, "download.py", "mnist")
+    assert_one_line_error(proc, "params.yaml: gradcam.layer: grad-cam layer 'nonexistent' is not a module of CifarNet")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]  # nothing written

@@ -21,10 +21,8 @@ from cnnlab.training import (
     TrainConfig,
     evaluate,
     fit,
-    load_checkpoint,
     lr_schedule,
     predict,
-    save_checkpoint,
 )
 
 MEAN, STD = [0.5, 0.5, 0.5], [0.25, 0.25, 0.25]
@@ -310,39 +308,3 @@ def test_fit_rejects_bad_inputs() -> None:
     model = small_net().requires_grad_(False)
     with pytest.raises(UserError, match="frozen has no trainable parameters"):
         fit(model, train, train, quick_config(batch_size=8), PLAIN, name="frozen")
-
-
-# --------------------------------------------------------------------------------------------------
-# Checkpoints
-
-
-def test_checkpoint_round_trip(tmp_path: Path) -> None:
-    config = CifarNetConfig("residual", 8, num_classes=4)
-    model = small_net()
-    save_checkpoint(tmp_path / "m.pt", model, config.to_dict(), {"test_acc": 0.5, "classes": ["a", "b"]})
-    fresh = build_cifar_net(config)
-    state = load_checkpoint(tmp_path / "m.pt", config.to_dict(), model=fresh)
-    assert state["extra"] == {"test_acc": 0.5, "classes": ["a", "b"]}
-    assert CifarNetConfig.from_dict(state["config"]) == config
-    for key, value in model.state_dict().items():
-        assert torch.equal(fresh.state_dict()[key], value)
-
-
-def test_checkpoint_mismatches_are_user_errors(tmp_path: Path) -> None:
-    path = tmp_path / "x.pt"
-    hint = "rerun `dvc repro train_classifier`"
-    saved = CifarNetConfig("residual", 8, num_classes=4)
-    save_checkpoint(path, small_net(), saved.to_dict(), {})
-    with pytest.raises(UserError) as err:
-        load_checkpoint(path, {**saved.to_dict(), "depth": 32}, hint=hint)
-    assert str(err.value) == f"checkpoint {path} was trained with depth=8, but params ask for depth=32: {hint}"
-    with pytest.raises(UserError) as err:
-        load_checkpoint(path, {**saved.to_dict(), "depth": 14, "init": "scaled", "dropout": 0.1})
-    trained = "trained with depth=8, dropout unset, init='default'"
-    assert f"{trained}, but params ask for depth=14, dropout=0.1, init='scaled'" in str(err.value)
-    with pytest.raises(UserError, match=r"does not fit the model \(wrong shape: fc.weight, fc.bias\): rerun"):
-        load_checkpoint(path, saved.to_dict(), model=build_cifar_net(CifarNetConfig("residual", 8, num_classes=5)))
-    with pytest.raises(UserError, match=r"does not fit the model \(missing: layer1.1.conv1.weight, .*\(\+\d+ more\)"):
-        load_checkpoint(path, saved.to_dict(), model=build_cifar_net(CifarNetConfig("residual", 14, num_classes=4)))
-    with pytest.raises(UserError, match="does not exist: rerun `dvc repro train_classifier`"):
-        load_checkpoint(tmp_path / "missing.pt", saved.to_dict(), hint=hint)

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 
 import torch
 
+from cnnlab.classes import SEGMENT_CLASSES  # noqa: F401 - re-exported: the labels of the masks made here
+
 BACKGROUND = 0
-SEGMENT_CLASSES = ["background"] + [str(d) for d in range(10)]
 
 
 def digit_masks(images: torch.Tensor, labels: torch.Tensor, threshold: float) -> torch.Tensor:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import tarfile
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -15,13 +16,12 @@ import cv2
 import numpy as np
 import torch
 
+from cnnlab.classes import CIFAR10_CLASSES, MNIST_CLASSES
+from cnnlab.data import synthetic
 from cnnlab.data.canonical import Dataset, Split
 from cnnlab.data.idx import read_idx
 from cnnlab.errors import UserError
-from cnnlab.params import DataParams
 
-MNIST_CLASSES = [str(d) for d in range(10)]
-CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 #: Official split sizes; a mirror must hold exactly these (use train_size/test_size for subsets).
 EXPECTED_COUNTS = {"mnist": {"train": 60000, "test": 10000}, "cifar10": {"train": 50000, "test": 10000}}
 IMAGE_SHAPES = {"mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
@@ -30,6 +30,21 @@ MNIST_FILES = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+
+
+@dataclass(frozen=True)
+class DataParams:
+    """Where one dataset comes from and which stratified subsets to keep (built from params by
+    :func:`cnnlab.params.datasets.data_params`)."""
+
+    dataset: str  # "mnist" or "cifar10"
+    source: str  # "torchvision", "mirror" or "synthetic"
+    mirror: Path | None
+    train_size: int | None  # None = the whole split
+    test_size: int | None
+    seed: int
+
+
 MIRROR_HINT = ("set data.source in params.yaml to mirror (with data.mirror=PATH, a folder with mnist/ and cifar10/) "
                "or to synthetic")
 
@@ -93,8 +108,6 @@ def _check_counts(ds: Dataset, p: DataParams) -> None:
 
 
 def _synthetic(p: DataParams) -> Dataset:
-    from cnnlab.data import synthetic
-
     sizes = {
         name: (size if size is not None else EXPECTED_COUNTS[p.dataset][name])
         for name, size in (("train", p.train_size), ("test", p.test_size))
@@ -103,7 +116,7 @@ def _synthetic(p: DataParams) -> Dataset:
     seeds = {"train": 2 * p.seed, "test": 2 * p.seed + 1}
     if p.dataset == "mnist":
         splits = {k: Split(*synthetic.synthetic_digits(sizes[k], seeds[k])) for k in sizes}
-        classes = synthetic.MNIST_CLASSES
+        classes = MNIST_CLASSES
     else:
         splits = {}
         for k in sizes:

@@ -40,7 +40,7 @@ import cv2
 import numpy as np
 import torch
 
-from cnnlab.data.sources import MNIST_CLASSES
+from cnnlab.classes import MNIST_CLASSES
 
 __all__ = [
     "DIGITS_STREAM",

@@ -31,7 +31,6 @@ exactly once per forward pass, so hooks (Grad-CAM, gradient statistics) can atta
 from __future__ import annotations
 
 from collections import OrderedDict
-from pathlib import Path
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
@@ -39,8 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnnlab.config import config_from_dict, require_int
 from cnnlab.errors import UserError
-from cnnlab.params import config_from_dict
 
 ARCHS = ("plain", "residual")
 ACTIVATIONS = ("relu", "tanh")
@@ -67,8 +66,7 @@ def _check_choice(value: Any, allowed: tuple[str, ...], key: str) -> None:
 
 
 def _check_int(value: Any, key: str, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise UserError(f"CIFAR net {key} must be an integer >= {minimum}, got {value!r}")
+    require_int(value, f"CIFAR net {key}", minimum)
 
 
 @dataclass(frozen=True)
@@ -248,29 +246,3 @@ def build_cifar_net(config: CifarNetConfig) -> CifarNet:
     if not isinstance(config, CifarNetConfig):
         raise TypeError(f"build_cifar_net needs a CifarNetConfig, got {type(config).__name__}")
     return CifarNet(config)
-
-
-CHECKPOINT_DIR = Path("models/classifier")
-
-
-def load_trained_classifier(key: str, params: dict, classes: list[str] | None = None) -> tuple[CifarNet, dict]:
-    """The trained model of ``train_classifier@<key>`` and its checkpoint's ``extra`` (classes, mean/std, metrics).
-
-    The checkpoint must have been trained with the model config the params describe now and, when
-    ``classes`` is given, on those classes; otherwise a :class:`UserError` says which stage to rerun.
-    """
-    from cnnlab.params import model_config, split_key
-    from cnnlab.training import load_checkpoint
-
-    path = CHECKPOINT_DIR / f"{key}.pt"
-    hint = f"run `dvc repro train_classifier@{key}`"
-    if not path.exists():
-        raise UserError(f"no trained checkpoint {path}: {hint} first")
-    config = model_config(*split_key(key), params=params)
-    if classes is not None:
-        config["num_classes"] = len(classes)
-    model = build_cifar_net(CifarNetConfig.from_dict(config))
-    extra = load_checkpoint(path, model.config.to_dict(), model, hint)["extra"]
-    if classes is not None and list(extra.get("classes", [])) != list(classes):
-        raise UserError(f"{path} was trained on classes {extra.get('classes')}, but the data has {classes}: {hint}")
-    return model, extra

@@ -38,19 +38,15 @@ from __future__ import annotations
 
 import copy
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
 
-from cnnlab.data.segmentation import SEGMENT_CLASSES
+from cnnlab.classes import SEGMENT_CLASSES
+from cnnlab.config import config_from_dict, require_int
 from cnnlab.errors import UserError
 from cnnlab.models.mnist import MnistCnn, MnistCnnConfig, check_input_size
-from cnnlab.params import config_from_dict, require_int
-from cnnlab.training import load_checkpoint
-
-RETRAIN_HINT = "rerun `dvc repro train_mnist_cnn`"
 
 
 def _crop(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
@@ -196,15 +192,3 @@ def build_fcn(cnn: MnistCnn, config: FcnConfig) -> FullyConvNet:
     in the module docstring; otherwise it is fine-tuned together with the decoder.
     """
     return FullyConvNet(copy.deepcopy(cnn.encoder), cnn.config, config)
-
-
-def load_encoder_checkpoint(path: str | Path, expected: MnistCnnConfig) -> MnistCnn:
-    """The trained MNIST CNN saved by ``train_mnist_cnn`` (:func:`cnnlab.training.save_checkpoint` format).
-
-    Raises a :class:`UserError` ending in "rerun `dvc repro train_mnist_cnn`" when the file is missing or
-    unreadable, when its config differs from ``expected`` (the CNN section of the params; the message names
-    the differing keys), or when its weights do not fit that architecture.
-    """
-    cnn = MnistCnn(expected)
-    load_checkpoint(path, expected.to_dict(), model=cnn, hint=RETRAIN_HINT)
-    return cnn

@@ -21,8 +21,9 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from cnnlab.config import config_from_dict, is_number, require_int
 from cnnlab.errors import UserError
-from cnnlab.params import config_from_dict, require_int
+
 
 @dataclass(frozen=True)
 class MnistCnnConfig:
@@ -43,7 +44,7 @@ class MnistCnnConfig:
         require_int(self.convs_per_block, "MNIST CNN convs_per_block", 1)
         require_int(self.num_classes, "MNIST CNN num_classes", 2)
         require_int(self.in_channels, "MNIST CNN in_channels", 1)
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
+        if not is_number(self.dropout) or not 0 <= self.dropout < 1:
             raise UserError(f"MNIST CNN dropout must be a number in [0, 1), got {self.dropout!r}")
 
     @property

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 
 from cnnlab.compare import accuracy_table
-from cnnlab.params import classifier_key, get
+from cnnlab.config import get
+from cnnlab.pipeline import classifier_key, classifier_keys, classifier_metrics
 from cnnlab.report.document import Block, Heading, Paragraph, Table
 from cnnlab.report.run import Run
 from cnnlab.report.text import fixed, half_up, pct, plural, pp, series, trend, words
@@ -59,10 +60,8 @@ def _leaders(gaps: list[float], depths: list[int]) -> str:
 
 
 def classifiers(run: Run, params: dict) -> list[Block]:
-    c = "classifier"
-    keys = [classifier_key(a, d, v) for v in get(params, f"{c}.variants") for d in get(params, f"{c}.depths")
-            for a in get(params, f"{c}.archs")]
-    metrics = {k: run.json(f"metrics/train_classifier/{k}.json", f"train_classifier@{k}") for k in keys}
+    keys = classifier_keys(params, by_variant=True)
+    metrics = {k: run.json(classifier_metrics(k), f"train_classifier@{k}") for k in keys}
     table = accuracy_table([{**m, "model": k} for k, m in metrics.items()])
 
     def per_arch(variant: str, depth: int, field: str, fmt, collapse: bool = False) -> str:

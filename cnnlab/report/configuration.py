@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from cnnlab.params import get
+from cnnlab.config import get
 from cnnlab.report.document import Block, Heading, Table
 from cnnlab.report.text import plural
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from cnnlab.params import get
+from cnnlab.config import get
+from cnnlab.pipeline import gradcam_key, gradcam_metrics
 from cnnlab.report.document import Block, Bullets, Heading, Paragraph, Table
 from cnnlab.report.run import Run
 from cnnlab.report.text import fixed, pct, words
@@ -37,7 +38,7 @@ def _deletion_finding(label: str, m: dict) -> str:
 def gradcam(run: Run, params: dict) -> list[Block]:
     depths, variants = get(params, "classifier.depths"), get(params, "classifier.variants")
     keys = [(d, v) for d in depths for v in variants]
-    metrics = {(d, v): run.json(f"metrics/gradcam/{d}-{v}.json", f"gradcam@{d}-{v}") for d, v in keys}
+    metrics = {(d, v): run.json(gradcam_metrics(gradcam_key(d, v)), f"gradcam@{gradcam_key(d, v)}") for d, v in keys}
     boxes = any("box_area_fraction" in m for m in metrics.values())
     rows, findings = [], []
     for (d, v), m in metrics.items():

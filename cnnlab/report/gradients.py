@@ -5,24 +5,14 @@ from __future__ import annotations
 import pandas as pd
 
 from cnnlab.compare import gradient_display, gradient_table
-from cnnlab.params import classifier_key, get, gradient_key
+from cnnlab.config import get
+from cnnlab.pipeline import gradient_metrics, gradient_names
 from cnnlab.report.document import Block, Bullets, Heading, Paragraph, Table
 from cnnlab.report.run import Run
 from cnnlab.report.text import plural, sci, trend, words
 
 VANISHING = 1e-2  # first / last mean |grad| below this: the gradient vanishes towards the input
 HEALTHY = 0.1  # between HEALTHY and 1 / HEALTHY: both ends of the net get gradients of a similar size
-
-
-def gradient_names(params: dict) -> dict[str, str]:
-    """Gradient-statistics model name -> the stage that writes it, for exactly the models params names."""
-    m, c = "gradient_matrix", "classifier"
-    fresh = [gradient_key(a, d, v, i) for a in get(params, f"{m}.archs") for d in get(params, f"{m}.depths")
-             for v in get(params, f"{m}.variants") for i in get(params, f"{m}.inits")]
-    trained = [classifier_key(a, d, v) for a in get(params, f"{c}.archs") for d in get(params, f"{c}.depths")
-               for v in get(params, f"{c}.variants")]
-    return {**{n: f"gradient_stats@{n}" for n in fresh},
-            **{f"trained-{k}": f"gradient_stats_trained@{k}" for k in trained}}
 
 
 def _describe_ratios(arch: str, rows: pd.DataFrame) -> str:
@@ -60,7 +50,7 @@ def _gradient_findings(table: pd.DataFrame) -> list[str]:
 
 def gradients(run: Run, params: dict) -> list[Block]:
     names = gradient_names(params)
-    summaries = {n: run.json(f"metrics/gradient_stats/{n}.json", stage) for n, stage in names.items()}
+    summaries = {n: run.json(gradient_metrics(n), stage) for n, stage in names.items()}
     table = gradient_table(summaries)
     numbers = ["first_mean_abs", "last_mean_abs", "ratio_mean_abs", "ratio_rms", "ratio_l2"]
     table[numbers] = table[numbers].apply(pd.to_numeric)  # a column of only skipped models holds None

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from cnnlab.params import get
+from cnnlab.config import get
+from cnnlab.pipeline import MNIST_CNN_METRICS, fcn_metrics
 from cnnlab.report.document import Block, Heading, Paragraph, Table
 from cnnlab.report.run import Run
 from cnnlab.report.text import fixed, pct, plural, words
@@ -50,9 +51,9 @@ def _per_class_iou(run: Run, variant: str) -> dict[str, float | None]:
     return {c: None if pd.isna(v) else float(v) for c, v in zip(table["class"], table["digits"], strict=True)}
 
 def fcn(run: Run, params: dict) -> list[Block]:
-    cnn = run.json("metrics/train_mnist_cnn.json", "train_mnist_cnn")
+    cnn = run.json(MNIST_CNN_METRICS, "train_mnist_cnn")
     variants = get(params, "fcn.variants")
-    metrics = {v: run.json(f"metrics/train_fcn/{v}.json", f"train_fcn@{v}") for v in variants}
+    metrics = {v: run.json(fcn_metrics(v), f"train_fcn@{v}") for v in variants}
     rows = [{"variant": v, "test set": what, **{col: fixed(m[key].get(name)) for col, name in FCN_COLUMNS.items()},
              "digits": f"{m[key]['digits']:,}"}
             for v, m in metrics.items() for key, what in TEST_SETS.items()]

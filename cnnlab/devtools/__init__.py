@@ -1,0 +1,1 @@
+"""Developer tools: checks of the project itself (import graph, dvc.yaml code deps)."""

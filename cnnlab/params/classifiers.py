@@ -1,0 +1,60 @@
+"""Sections ``classifier`` and ``train_classifier``: the CIFAR net config and training config of each classifier."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+from cnnlab.config import boolean, choice, get, integer
+from cnnlab.errors import UserError
+from cnnlab.models.cifar import CifarNetConfig
+from cnnlab.pipeline import classifier_key, split_key
+from cnnlab.training import TrainConfig
+
+#: The variants of the plain/residual comparison: BN+ReLU (the paper's nets) and tanh without BN
+#: (where the plain net's gradients vanish).
+CLASSIFIER_VARIANTS = {
+    "relu-bn": {"activation": "relu", "batchnorm": True},
+    "tanh-nobn": {"activation": "tanh", "batchnorm": False},
+}
+MODEL_KEYS = ("shortcut", "width", "init")  # model switches set in train_classifier, besides the matrix
+
+
+@dataclass(frozen=True)
+class ClassifierParams:
+    key: str  # "residual-56-relu-bn": the matrix key that names every output of the model
+    model: dict  # CifarNetConfig fields
+    train: TrainConfig
+    augment: bool
+    seed: int
+
+
+def classifier_params(params: dict, arch: str, depth: int, variant: str, device: str | None = None) -> ClassifierParams:
+    """The model and training config of one classifier of the ``classifier`` matrix."""
+    model = model_config(arch, depth, variant, params=params)  # validates arch, depth (6n+2), variant, ...
+    section = {k: v for k, v in get(params, "train_classifier").items() if k not in MODEL_KEYS}
+    seed = integer("seed", get(params, "seed"), 0)
+    augment = boolean("train_classifier.augment", section.pop("augment", True))
+    try:
+        train = TrainConfig.from_dict({**section, "seed": seed, "device": device})
+        train.validate(n_train=sys.maxsize)  # all but batch_size vs. data size, which fit() checks on the data
+    except UserError as err:
+        raise UserError(f"params.yaml: train_classifier: {err}") from None
+    return ClassifierParams(classifier_key(arch, depth, variant), model, train, augment, seed)
+
+
+def model_config(arch: str, depth: int, variant: str, init: str | None = None, params: dict | None = None) -> dict:
+    """The CIFAR net config of a matrix entry: variant switches, then train_classifier's model keys."""
+    choice("variant", variant, CLASSIFIER_VARIANTS)
+    config = {"arch": arch, "depth": depth, **CLASSIFIER_VARIANTS[variant]}
+    if params is not None:
+        section = get(params, "train_classifier")
+        config.update({k: section[k] for k in MODEL_KEYS if k in section})
+    if init is not None:
+        config["init"] = init
+    return CifarNetConfig.from_dict(config).to_dict()
+
+
+def trained_model_config(params: dict, key: str) -> dict:
+    """The CIFAR net config the params describe for ``train_classifier@<key>`` (what its checkpoint must hold)."""
+    return model_config(*split_key(key), params=params)

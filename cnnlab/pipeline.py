@@ -1,0 +1,163 @@
+"""The pipeline's names: stage keys, the model matrices of params.yaml, and where each stage writes.
+
+One place for each: dvc.yaml spells the same keys and paths with ``${...}`` templates (``${key}`` of a
+matrix stage is ``<arch>-<depth>-<variant>[-<init>]``), the stages write and the report reads them through
+these functions. Only the stdlib, :mod:`cnnlab.config` and :mod:`cnnlab.errors` are imported here.
+
+Keys:
+
+- classifier (``train_classifier``, ``gradient_stats_trained``): ``plain-20-relu-bn`` = arch-depth-variant;
+- gradient statistics at initialisation (``gradient_stats``): ``plain-20-tanh-nobn-default`` (+ init);
+- gradient statistics of a trained classifier: ``trained-plain-20-relu-bn``;
+- Grad-CAM (``gradcam``): ``20-relu-bn`` = depth-variant (both archs in one stage).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from itertools import product
+from pathlib import Path
+
+from cnnlab.config import get
+from cnnlab.errors import UserError
+
+TRAINED_PREFIX = "trained-"
+
+# --------------------------------------------------------------------------- keys
+
+
+def classifier_key(arch: str, depth: int, variant: str) -> str:
+    return f"{arch}-{depth}-{variant}"
+
+
+def split_key(key: str) -> tuple[str, int, str]:
+    """The inverse of :func:`classifier_key`: ``"residual-56-relu-bn"`` -> ``("residual", 56, "relu-bn")``."""
+    try:
+        arch, depth, variant = key.split("-", 2)
+        return arch, int(depth), variant
+    except ValueError:
+        raise UserError(f"{key!r} is not a classifier key <arch>-<depth>-<variant>, e.g. residual-56-relu-bn") from None
+
+
+def gradient_key(arch: str, depth: int, variant: str, init: str) -> str:
+    return f"{arch}-{depth}-{variant}-{init}"
+
+
+def trained_key(key: str) -> str:
+    """The gradient-statistics name of the trained classifier ``key``: ``trained-<key>``."""
+    return TRAINED_PREFIX + key
+
+
+def split_gradient_name(name: str) -> dict:
+    """``"plain-56-tanh-nobn-default"`` or ``"trained-plain-56-relu-bn"`` -> its matrix fields
+    (``init`` is ``"trained"`` for a trained classifier)."""
+    if name.startswith(TRAINED_PREFIX):
+        arch, depth, variant = split_key(name[len(TRAINED_PREFIX):])
+        return {"arch": arch, "depth": depth, "variant": variant, "init": "trained"}
+    try:
+        arch, depth, rest = name.split("-", 2)
+        variant, init = rest.rsplit("-", 1)
+        return {"arch": arch, "depth": int(depth), "variant": variant, "init": init}
+    except ValueError:
+        raise UserError(f"{name!r} is not a gradient-statistics name <arch>-<depth>-<variant>-<init> or "
+                        f"{TRAINED_PREFIX}<arch>-<depth>-<variant>") from None
+
+
+def gradcam_key(depth: int, variant: str) -> str:
+    return f"{depth}-{variant}"
+
+
+# --------------------------------------------------------------------------- the matrices of params.yaml
+
+
+def classifier_keys(params: Mapping, by_variant: bool = False) -> list[str]:
+    """The keys of every ``train_classifier`` model of the ``classifier`` matrix, in dvc.yaml's order (arch,
+    then depth, then variant) or, with ``by_variant``, variant, depth, arch: the order of the accuracy table."""
+    archs, depths, variants = (get(params, f"classifier.{axis}") for axis in ("archs", "depths", "variants"))
+    if by_variant:
+        return [classifier_key(a, d, v) for v in variants for d in depths for a in archs]
+    return [classifier_key(a, d, v) for a in archs for d in depths for v in variants]
+
+
+def gradient_matrix(params: Mapping) -> list[tuple[str, int, str, str]]:
+    """(arch, depth, variant, init) of every ``gradient_stats`` model, in dvc.yaml's order."""
+    m = "gradient_matrix"
+    return list(product(get(params, f"{m}.archs"), get(params, f"{m}.depths"), get(params, f"{m}.variants"),
+                        get(params, f"{m}.inits")))
+
+
+def gradient_names(params: Mapping) -> dict[str, str]:
+    """Every gradient-statistics name -> the stage that writes it: the ``gradient_matrix`` models at
+    initialisation (``gradient_stats@<name>``), then the trained classifiers (``gradient_stats_trained@<key>``)."""
+    fresh = {name: f"gradient_stats@{name}" for name in (gradient_key(*entry) for entry in gradient_matrix(params))}
+    trained = {trained_key(key): f"gradient_stats_trained@{key}" for key in classifier_keys(params)}
+    return fresh | trained
+
+
+def gradcam_keys(params: Mapping) -> list[tuple[int, str]]:
+    """(depth, variant) of every ``gradcam`` stage: depth outermost."""
+    return list(product(get(params, "classifier.depths"), get(params, "classifier.variants")))
+
+
+# --------------------------------------------------------------------------- where the stages write
+# Relative to the project root (DVC runs every stage there).
+
+DOWNLOAD_CACHE = Path("data/downloads")  # torchvision's downloads (not a DVC output)
+MNIST_CNN_CHECKPOINT = Path("models/mnist_cnn.pt")
+MNIST_CNN_METRICS = Path("metrics/train_mnist_cnn.json")
+MNIST_CNN_CURVES = Path("dvclive/train_mnist_cnn")
+
+
+def dataset_dir(dataset: str) -> Path:
+    return Path("data") / dataset
+
+
+def classifier_checkpoint(key: str) -> Path:
+    return Path("models/classifier") / f"{key}.pt"
+
+
+def classifier_metrics(key: str) -> Path:
+    return Path("metrics/train_classifier") / f"{key}.json"
+
+
+def classifier_curves(key: str) -> Path:
+    """The DVCLive folder of ``train_classifier@<key>``."""
+    return Path("dvclive/train_classifier") / key
+
+
+def gradient_plots(name: str) -> Path:
+    """The folder of ``stats.csv``, ``profile.csv`` and ``first_last.csv`` of gradient-statistics ``name``."""
+    return Path("plots/gradient_stats") / name
+
+
+def gradient_metrics(name: str) -> Path:
+    return Path("metrics/gradient_stats") / f"{name}.json"
+
+
+def gradcam_plots(key: str) -> Path:
+    return Path("plots/gradcam") / key
+
+
+def gradcam_metrics(key: str) -> Path:
+    return Path("metrics/gradcam") / f"{key}.json"
+
+
+def fcn_checkpoint(variant: str) -> Path:
+    return Path("models/fcn") / f"{variant}.pt"
+
+
+def fcn_metrics(variant: str) -> Path:
+    return Path("metrics/train_fcn") / f"{variant}.json"
+
+
+def fcn_plots(variant: str) -> Path:
+    return Path("plots/train_fcn") / variant
+
+
+def fcn_curves(variant: str) -> Path:
+    return Path("dvclive/train_fcn") / variant
+
+
+def timing_metrics_path(stage: str, name: str | None = None) -> Path:
+    """Wall-clock figures of a training run: apart from every output a downstream stage reads."""
+    return Path("metrics/timing") / (f"{stage}.json" if name is None else f"{stage}/{name}.json")

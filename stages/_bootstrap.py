@@ -1,8 +1,0 @@
-"""Make ``import cnnlab`` work when a stage runs as ``python stages/x.py`` from the project root."""
-
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
