@@ -43,8 +43,9 @@ blocks (``layer4.1``) for one output per pass. Grad-CAM uses ``layer4`` (:data:`
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -80,7 +81,8 @@ class ResNet18Config:
             raise UserError(f"ResNet-18 width must be a positive number (e.g. 0.25, 0.5, 1), got {width!r}")
         if (64 * width) % 1:
             raise UserError(
-                f"ResNet-18 width {width!r} gives {64 * width:g} stem channels: use a multiple of 1/64, e.g. 0.25 or 0.5"
+                f"ResNet-18 width {width!r} gives {64 * width:g} stem channels: "
+                "use a multiple of 1/64, e.g. 0.25 or 0.5"
             )
         require_int(self.num_classes, "ResNet-18 num_classes", 2)
         require_int(self.in_channels, "ResNet-18 in_channels", 1)
@@ -141,7 +143,7 @@ class ResNet18(ResNet):
         self.conv1 = nn.Conv2d(config.in_channels, channels[0], kernel_size=3, stride=1, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(channels[0])
         self.maxpool = nn.Identity()
-        for index, (name, planes, blocks) in enumerate(zip(STAGES, channels, BLOCKS_PER_STAGE)):
+        for index, (name, planes, blocks) in enumerate(zip(STAGES, channels, BLOCKS_PER_STAGE, strict=True)):
             setattr(self, name, self._make_layer(SkipSwitchBlock, planes, blocks, stride=1 if index == 0 else 2))
         self.fc = nn.Linear(channels[-1], config.num_classes)
         for module in self.modules():  # torchvision's initialisation, for the rebuilt modules
