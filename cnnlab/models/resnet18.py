@@ -52,7 +52,7 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock, ResNet
 
 from cnnlab.errors import UserError
-from cnnlab.params import config_from_dict, require_int
+from cnnlab.config import config_from_dict, require_int
 
 STAGE_CHANNELS = (64, 128, 256, 512)
 BLOCKS_PER_STAGE = (2, 2, 2, 2)
