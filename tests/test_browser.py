@@ -23,7 +23,7 @@ from helpers import run_in
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = Path("web/plots_template.html")
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 def _missing(what: str) -> None:

@@ -16,6 +16,8 @@ import pytest
 
 from helpers import run_in
 
+pytestmark = pytest.mark.slow  # the whole tiny pipeline, several `dvc repro` runs: minutes
+
 
 @pytest.fixture(scope="module")
 def repo(tiny_pipeline):
