@@ -22,10 +22,10 @@ QUICK_PARAMS := \
 	data.cifar10.train_size=2000 data.cifar10.test_size=500 \
 	segment_mnist.canvas.count=64 \
 	'classifier.depths=[8,20]' train_classifier.epochs=3 train_classifier.show_progress=false \
-	'gradient_matrix.depths=[8,20]' gradient_stats.iterations=10 gradient_stats.batch_size=32 \
+	'gradient_matrix.depths=[20]' gradient_stats.iterations=10 gradient_stats.batch_size=32 \
 	gradcam.n_eval=200 \
 	train_mnist_cnn.training.epochs=2 train_mnist_cnn.training.show_progress=false \
-	train_fcn.train_size=null train_fcn.training.epochs=2 train_fcn.upsample.training.epochs=3 \
+	train_fcn.train_size=1000 train_fcn.training.epochs=2 train_fcn.upsample.training.epochs=3 \
 	train_fcn.training.show_progress=false train_fcn.confusion_pixels=2200
 
 .PHONY: setup test test-all repro quick dag clean-venv
