@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from cnnlab.devtools.deps import check_dvc_yaml, code_files
+from cnnlab.devtools.deps import check_dvc_yaml, code_files, rewrite_dvc_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,3 +50,29 @@ def test_a_missing_and_an_extra_dep_are_both_reported(tmp_path):
         "stage train_classifier: missing code dep cnnlab/metrics/classification.py",
         "stage train_classifier: extra code dep cnnlab/models/fcn.py (its script never imports it)",
     ]
+
+
+def test_write_mode_replaces_only_the_code_deps_of_the_named_stages():
+    text = """stages:
+  a:
+    cmd: python stages/a.py
+    deps:
+      # code first
+      - stages/a.py
+      - cnnlab/old.py
+      - data/x
+      - models/${key}.pt
+    params:
+      - seed
+  b:
+    cmd: python stages/b.py
+    deps:
+      - stages/b.py
+      - cnnlab/keep.py
+"""
+    out = rewrite_dvc_yaml(text, {"a": ["cnnlab/new.py", "stages/a.py"]})
+    stages = yaml.safe_load(out)["stages"]
+    assert stages["a"]["deps"] == ["cnnlab/new.py", "stages/a.py", "data/x", "models/${key}.pt"]
+    assert stages["a"]["params"] == ["seed"]
+    assert stages["b"]["deps"] == ["stages/b.py", "cnnlab/keep.py"]  # not named: untouched
+    assert "      # code first\n" in out
