@@ -197,6 +197,7 @@ class ClassifierParams:
     train: "TrainConfig"  # noqa: F821 - cnnlab.training.TrainConfig
     augment: bool
     seed: int
+    nproc: int = 1  # processes (devices) training the model together, via torchrun when > 1
 
 
 def classifier_key(arch: str, depth: int, variant: str) -> str:
@@ -220,12 +221,13 @@ def classifier_params(params: dict, arch: str, depth: int, variant: str, device:
     section = {k: v for k, v in get(params, "train_classifier").items() if k not in MODEL_KEYS}
     seed = integer("seed", get(params, "seed"), 0)
     augment = boolean("train_classifier.augment", section.pop("augment", True))
+    nproc = integer("train_classifier.nproc", section.pop("nproc", 1), 1)
     try:
         train = TrainConfig.from_dict({**section, "seed": seed, "device": device})
         train.validate(n_train=sys.maxsize)  # all but batch_size vs. data size, which fit() checks on the data
     except UserError as err:
         raise UserError(f"params.yaml: train_classifier: {err}") from None
-    return ClassifierParams(classifier_key(arch, depth, variant), model, train, augment, seed)
+    return ClassifierParams(classifier_key(arch, depth, variant), model, train, augment, seed, nproc)
 
 
 # --------------------------------------------------------------------------- gradient statistics
@@ -392,22 +394,25 @@ def mnist_cnn_config(params: dict) -> "MnistCnnConfig":  # noqa: F821 - cnnlab.m
 
 @dataclass(frozen=True)
 class MnistCnnParams:
-    """Section ``train_mnist_cnn``: ``model`` (MnistCnnConfig fields), ``training`` (TrainConfig fields), ``augment``."""
+    """Section ``train_mnist_cnn``: ``model`` (MnistCnnConfig fields), ``training`` (TrainConfig fields), ``augment``,
+    ``nproc`` (processes training together, via torchrun when > 1)."""
 
     model: "MnistCnnConfig"  # noqa: F821
     train: "TrainConfig"  # noqa: F821
     augment: bool
     seed: int
+    nproc: int = 1
 
 
 def mnist_cnn_params(params: dict, device: str | None = None) -> MnistCnnParams:
     s = "train_mnist_cnn"
-    section = _section(params, s, allowed=("model", "training", "augment"))
+    section = _section(params, s, allowed=("model", "training", "augment", "nproc"))
     return MnistCnnParams(
         model=mnist_cnn_config(params),
         train=train_config(params, f"{s}.training", device=device),
         augment=boolean(f"{s}.augment", get(section, "augment", False)),
         seed=integer("seed", get(params, "seed"), 0),
+        nproc=integer(f"{s}.nproc", get(section, "nproc", 1), 1),
     )
 
 
@@ -429,6 +434,7 @@ class FcnParams:
     preview_digits: int
     preview_canvases: int
     seed: int
+    nproc: int = 1  # processes training together (train_fcn.nproc), via torchrun when > 1
 
 
 def fcn_params(params: dict, variant: str, device: str | None = None) -> FcnParams:
@@ -457,4 +463,5 @@ def fcn_params(params: dict, variant: str, device: str | None = None) -> FcnPara
         preview_digits=integer(f"{s}.preview.digits", get(params, f"{s}.preview.digits"), 1),
         preview_canvases=integer(f"{s}.preview.canvases", get(params, f"{s}.preview.canvases"), 1),
         seed=integer("seed", get(params, "seed"), 0),
+        nproc=integer(f"{s}.nproc", get(params, f"{s}.nproc", 1), 1),
     )

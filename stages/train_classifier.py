@@ -15,6 +15,7 @@ from pathlib import Path
 
 import _bootstrap  # noqa: F401
 
+from cnnlab import distributed
 from cnnlab.augment import make_prepare
 from cnnlab.data.canonical import load_manifest, load_split
 from cnnlab.device import add_device_argument, configure_threads, seed_everything
@@ -37,6 +38,7 @@ def main() -> None:
     args = parser.parse_args()
 
     p = classifier_params(load_params(args.params), args.arch, args.depth, args.variant, args.device)
+    distributed.relaunch(p.nproc, p.train.batch_size, "train_classifier.nproc")  # returns at once if nproc is 1
     threads = configure_threads()
     seed_everything(p.seed)
     manifest = load_manifest(args.data)
@@ -51,6 +53,8 @@ def main() -> None:
     resume = Resume.for_stage("train_classifier", p.key, p, [args.data])
     result = fit_with_curves(Path("dvclive/train_classifier") / p.key, model, (train.images, train.labels),
                              (test.images, test.labels), p.train, prepare, name=p.key, **resume.fit_kwargs())
+    if not distributed.is_main():  # under torchrun rank 0 writes the outputs
+        return
     metrics = result_metrics(result, model=p.key, params=n_params)
     save_checkpoint(f"models/classifier/{p.key}.pt", model, model_config.to_dict(),
                     {"classes": manifest["classes"], "train_mean": manifest["train_mean"],

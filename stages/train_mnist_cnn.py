@@ -15,6 +15,7 @@ from pathlib import Path
 
 import _bootstrap  # noqa: F401
 
+from cnnlab import distributed
 from cnnlab.augment import make_prepare
 from cnnlab.data.canonical import load_manifest, load_split
 from cnnlab.device import add_device_argument, configure_threads, seed_everything
@@ -47,6 +48,7 @@ def main() -> None:
             f"{args.data} has {shape[0]}-channel images and {len(classes)} classes, but train_mnist_cnn.model asks for "
             f"in_channels={p.model.in_channels} and num_classes={p.model.num_classes}: fix the params or the data"
         )
+    distributed.relaunch(p.nproc, p.train.batch_size, f"{NAME}.nproc")  # returns at once if nproc is 1
     threads = configure_threads()
     seed_everything(p.seed)
     train, test = load_split(args.data, "train"), load_split(args.data, "test")
@@ -59,6 +61,8 @@ def main() -> None:
     resume = Resume.for_stage(NAME, NAME, p, [args.data])
     result = fit_with_curves(Path("dvclive") / NAME, model, (train.images, train.labels),
                              (test.images, test.labels), p.train, prepare, name=NAME, **resume.fit_kwargs())
+    if not distributed.is_main():  # under torchrun rank 0 writes the outputs
+        return
     metrics = result_metrics(result, params=n_params)
     save_checkpoint(CHECKPOINT, model, p.model.to_dict(),
                     {"classes": classes, "train_mean": manifest["train_mean"], "train_std": manifest["train_std"],
