@@ -639,8 +639,10 @@ def _fit(
             try:
                 saved_best = _restore(state, stepper, result, gen)
             except Exception as err:  # noqa: BLE001 - a state that does not fit this model is ignored
-                (log.warning if main else log.debug)("ignoring the resume state %s, it does not fit %s (%s); training from scratch",
-                            resume_path, name, type(err).__name__)
+                (log.warning if main else log.debug)(
+                    "ignoring the resume state %s, it does not fit %s (%s); training from scratch",
+                    resume_path, name, type(err).__name__,
+                )
                 result = TrainResult()
             else:
                 best_state = _snapshot(model) if saved_best is None else saved_best
