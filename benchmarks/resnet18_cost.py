@@ -15,20 +15,16 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from cnnlab.errors import UserError, run_cli  # noqa: E402
-from cnnlab.models.cifar import CifarNetConfig, build_cifar_net  # noqa: E402
-from cnnlab.models.resnet18 import ResNet18Config, build_resnet18  # noqa: E402
+from cnnlab.errors import UserError, run_cli
+from cnnlab.models.cifar import CifarNetConfig, build_cifar_net
+from cnnlab.models.resnet18 import ResNet18Config, build_resnet18
 
 REFERENCE = "residual-32"
 

@@ -65,6 +65,10 @@ class Prepare:
     ``prepare(x, train, gen)``: with ``augment`` and ``train`` the batch is randomly cropped and
     flipped first (draws from ``gen``); then ``(x / 255 - mean) / std`` per channel. With
     ``channels_last`` the result is in channels-last memory format (same shape).
+
+    ``shard=(start, total)`` says that ``x`` holds rows ``start ... start + len(x) - 1`` of a batch of
+    ``total`` images (one rank's share under torchrun): the crops and flips are drawn for all ``total``
+    images, as for the whole batch, and ``x`` gets its rows' draws.
     """
 
     def __init__(self, mean: Sequence[float], std: Sequence[float], augment: bool, channels_last: bool) -> None:
@@ -80,7 +84,10 @@ class Prepare:
         self.augment = augment
         self.channels_last = channels_last
 
-    def __call__(self, x: torch.Tensor, train: bool = False, gen: torch.Generator | None = None) -> torch.Tensor:
+    def __call__(
+        self, x: torch.Tensor, train: bool = False, gen: torch.Generator | None = None,
+        shard: tuple[int, int] | None = None,
+    ) -> torch.Tensor:
         if x.dtype != torch.uint8 or x.ndim != 4:
             raise ValueError(f"prepare expects uint8 images [N, C, H, W], got {x.dtype} {tuple(x.shape)}")
         if x.shape[1] != self.scale.shape[1]:
@@ -89,7 +96,13 @@ class Prepare:
                 "use the mean/std of the same dataset"
             )
         if train and self.augment:
-            x = random_crop_flip(x, gen)
+            if shard is None:
+                x = random_crop_flip(x, gen)
+            else:
+                start, total = shard
+                rows = slice(start, start + x.shape[0])
+                top, left, flip = (draw[rows] for draw in sample_crop_flip(total, PADDING, gen))
+                x = crop_and_flip(x, top, left, flip)
         memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         out = x.to(dtype=torch.float32, memory_format=memory_format)
         return out.mul_(self.scale.to(x.device)).add_(self.shift.to(x.device))

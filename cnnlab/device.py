@@ -34,13 +34,14 @@ def pick_device(requested: str | None = None) -> torch.device:
 
 
 def configure_threads() -> int:
-    """Use every core the process may run on for intra-op work (CNNLAB_THREADS overrides)."""
+    """Use every core the process may run on for intra-op work (CNNLAB_THREADS overrides); under torchrun
+    the processes on one machine (``LOCAL_WORLD_SIZE``) share them: cores / processes each."""
     wanted = os.environ.get("CNNLAB_THREADS")
     try:
         n = int(wanted) if wanted else len(os.sched_getaffinity(0))
     except (ValueError, AttributeError):
         n = os.cpu_count() or 1
-    n = max(1, n)
+    n = max(1, n // max(1, int(os.environ.get("LOCAL_WORLD_SIZE") or 1)))
     torch.set_num_threads(n)
     return n
 

@@ -6,7 +6,8 @@ A stage builds a :class:`Resume` for each model it trains and hands ``path``/``k
 output, so DVC's run-cache and no-op checks never see it and ``dvc repro`` does not delete it before
 rerunning an interrupted stage. The key holds three SHA-256 digests:
 
-- ``params``: the resolved settings the stage trains with (``show_progress`` left out: it changes nothing);
+- ``params``: the resolved settings the stage trains with (``show_progress`` left out: it changes nothing;
+  ``nproc`` too: a run interrupted with N processes may resume with M, see :mod:`cnnlab.distributed`);
 - ``data``: the datasets and files it reads (a dataset folder by its ``manifest.json``, which lists the
   SHA-256 of every file; other files by their bytes);
 - ``code``: every source file of the project the running stage has imported (its import closure: the
@@ -30,7 +31,7 @@ from cnnlab.io import sha256_file
 
 RESUME_DIR = Path(".cnnlab-resume")
 PROJECT = Path(__file__).resolve().parents[1]
-IGNORED_SETTINGS = ("show_progress",)
+IGNORED_SETTINGS = ("show_progress", "nproc")  # change nothing (nproc: only float rounding), see _canonical
 
 
 def _canonical(value: Any) -> Any:

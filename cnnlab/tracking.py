@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 from dvclive import Live
 
+from cnnlab import distributed
 from cnnlab.errors import UserError
 from cnnlab.io import atomic_dir
 from cnnlab.training import TrainResult, fit
@@ -31,7 +32,9 @@ SEGMENTATION_CURVES = {**CLASSIFICATION_CURVES, "train_acc": "train_pixel_accura
 def fit_with_curves(live_dir: str | Path, *fit_args: Any, curves: dict[str, str] = CLASSIFICATION_CURVES,
                     **fit_kwargs: Any) -> TrainResult:
     """``fit(*fit_args, **fit_kwargs)`` with per-epoch DVCLive curves in ``live_dir`` (rebuilt from the
-    restored history when ``fit`` resumes)."""
+    restored history when ``fit`` resumes). Under torchrun only rank 0 writes them."""
+    if not distributed.is_main():
+        return fit(*fit_args, **fit_kwargs)
     with atomic_dir(live_dir) as tmp:
         with Live(str(tmp), dvcyaml=False, save_dvc_exp=False, report=None) as live:
             def on_epoch(row: dict) -> None:

@@ -30,6 +30,20 @@ loadable with ``weights_only=True``. A later call with the same ``resume_key`` c
 saved epoch and, on the CPU, ends bit-identical to a run that was never interrupted. A state saved under
 another key, or one that cannot be read, is ignored with a warning saying why. Ctrl-C raises
 :class:`cnnlab.errors.Interrupted` naming the epoch it stopped in.
+
+Many devices (under torchrun, see :mod:`cnnlab.distributed`; nothing changes in a single process): every
+rank draws the same permutation and the same augmentation parameters for the whole global batch of
+``batch_size`` images from the shared seeded generator, and trains on its rows of it (``batch_size /
+world_size`` each, a contiguous slice; ``batch_size`` must divide evenly). The model is wrapped in
+DistributedDataParallel, which averages the gradients, and each rank's loss is its share of the global
+batch's mean loss, so each step is the step one process takes on the whole batch. BatchNorm layers use
+statistics over the global batch (:func:`cnnlab.distributed.sync_batchnorm`). Losses, correct counts and
+the test evaluation (each rank evaluates a contiguous share of the test set) are all-reduced, so every
+rank logs the global numbers and takes the same decisions (divergence, best epoch). One process and N
+processes therefore optimise the same objective with the same data and augmentation; they differ only in
+float rounding (summation order of the reductions) and in dropout masks (each rank draws its own from the
+global RNG, seeded ``seed + rank``). Rank 0 alone reads the resume state (and broadcasts it), saves it
+(with every rank's RNG state), prints and shows progress.
 """
 
 from __future__ import annotations
@@ -47,6 +61,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from cnnlab import distributed
 from cnnlab.config import config_from_dict, is_int, is_number
 from cnnlab.device import eval_mode, pick_device
 from cnnlab.errors import Interrupted, UserError
@@ -66,7 +81,9 @@ RESUME_FORMAT = 1
 RESUME_FIELDS = ("format", "key", "epoch", "epochs", "model", "optimizer", "scaler", "rng", "history", "best_epoch",
                  "best_test_acc", "best_state")
 
-PrepareFn = Callable[[torch.Tensor, bool, "torch.Generator | None"], torch.Tensor]  # see cnnlab.augment
+#: ``prepare(uint8 batch, train, generator) -> float input``, see :mod:`cnnlab.augment`; under torchrun the training
+#: batches are called with ``shard=(start, global_batch_size)`` (the rows of the global batch this rank holds)
+PrepareFn = Callable[[torch.Tensor, bool, "torch.Generator | None"], torch.Tensor]
 Data = tuple[torch.Tensor, torch.Tensor]
 
 
@@ -217,8 +234,17 @@ def evaluate(
     ``reduction="mean"`` on the whole split would give; accuracy is the fraction of target elements
     whose argmax is right. Runs in eval mode without gradients and restores the model's mode.
     """
-    images, targets = data
     device = _as_device(device)
+    loss_sum, weight_sum, correct = _eval_sums(model, data, prepare, batch_size, device, class_weights, amp)
+    return (loss_sum / weight_sum).item(), correct.item() / max(1, data[1].numel())
+
+
+def _eval_sums(
+    model: nn.Module, data: Data, prepare: PrepareFn, batch_size: int, device: torch.device,
+    class_weights: torch.Tensor | None, amp: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Summed (weighted) loss, summed weight and correct count of ``model`` on ``data``."""
+    images, targets = data
     weights = None if class_weights is None else class_weights.to(device, torch.float32)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     weight_sum = torch.zeros((), dtype=torch.float64, device=device)
@@ -230,7 +256,25 @@ def evaluate(
             loss_sum += F.cross_entropy(logits, target, weight=weights, reduction="sum").double()
             weight_sum += target.numel() if weights is None else weights[target].sum().double()
             correct += count_correct(logits, target)
-    return (loss_sum / weight_sum).item(), correct.item() / max(1, targets.numel())
+    return loss_sum, weight_sum, correct
+
+
+def _evaluate_all_ranks(
+    model: nn.Module, data: Data, prepare: PrepareFn, batch_size: int, device: torch.device,
+    class_weights: torch.Tensor | None, amp: bool,
+) -> tuple[float, float]:
+    """:func:`evaluate`, under torchrun on each rank's contiguous share of ``data``, sums all-reduced
+    (every rank gets the same numbers; they equal one process's up to the float64 summation order)."""
+    if not distributed.active():
+        return evaluate(model, data, prepare, batch_size, device, class_weights, amp)
+    images, targets = data
+    n, world, rank = len(images), distributed.world_size(), distributed.rank()
+    part = slice(rank * n // world, (rank + 1) * n // world)
+    loss_sum, weight_sum, correct = _eval_sums(
+        model, (images[part], targets[part]), prepare, batch_size, device, class_weights, amp
+    )
+    sums = distributed.all_reduce_(torch.stack([loss_sum, weight_sum, correct.double()]))
+    return (sums[0] / sums[1]).item(), round(sums[2].item()) / max(1, targets.numel())
 
 
 def predict(
@@ -290,7 +334,8 @@ class _Diverged(Exception):
 
 
 class _Stepper:
-    """Holds what one :func:`fit` call needs per step: device, optimiser, scaler, schedule."""
+    """Holds what one :func:`fit` call needs per step: device, optimiser, scaler, schedule; under torchrun also
+    this rank's share of each global batch (``world``, ``rank``, ``local_batch``) and the DDP wrapper ``net``."""
 
     def __init__(
         self,
@@ -302,7 +347,10 @@ class _Stepper:
         name: str,
     ) -> None:
         self.model, self.cfg, self.prepare, self.name = model, cfg, prepare, name
-        self.device = pick_device(cfg.device)
+        self.device = distributed.rank_device(pick_device(cfg.device))
+        self.world, self.rank, self.main = distributed.world_size(), distributed.rank(), distributed.is_main()
+        self.local_batch = cfg.batch_size // self.world
+        self.net = model  # what the training steps call: the DistributedDataParallel wrapper under torchrun
         self.amp = cfg.amp and self.device.type == "cuda"
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         model.to(device=self.device, memory_format=self.memory_format)
@@ -321,30 +369,56 @@ class _Stepper:
         self.lr_at = lr_schedule(cfg, steps_per_epoch)
         self.lr = cfg.lr
 
+    def distribute(self) -> None:
+        """Wrap the model for DistributedDataParallel (call with the process group set up and BN synced)."""
+        if distributed.active():
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            # BN running statistics are identical on every rank (synchronised BN): no buffer broadcasts
+            self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids, forward_sync_buffers=False)
+
     def step(
         self, images: torch.Tensor, target: torch.Tensor, step: int, gen: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimisation step on a uint8 batch; returns the (detached) loss and the correct count."""
-        x = self.prepare(images.to(self.device, non_blocking=True), True, gen)
+        """One optimisation step on a uint8 batch (this rank's rows of the global batch under torchrun);
+        returns the (detached) loss, under torchrun this rank's share of the global batch's loss, and the
+        correct count."""
+        images = images.to(self.device, non_blocking=True)
+        if self.world == 1:
+            x = self.prepare(images, True, gen)
+        else:  # augmentation draws for the whole global batch; this rank uses its rows
+            x = self.prepare(images, True, gen, shard=(self.rank * self.local_batch, self.cfg.batch_size))
         x = x.contiguous(memory_format=self.memory_format) if x.ndim == 4 else x
         target = target.to(self.device, non_blocking=True)
         self.lr = self.lr_at(step)
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr
         with _autocast(self.device, self.amp):
-            logits = self.model(x)
-            loss = F.cross_entropy(logits.float(), target, weight=self.weights)
+            logits = self.net(x)
+            if self.world == 1:
+                loss = F.cross_entropy(logits.float(), target, weight=self.weights)
+            else:
+                loss = self._global_share(logits.float(), target)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        return loss.detach(), count_correct(logits.detach(), target)
+        return loss.detach() / self.world, count_correct(logits.detach(), target)
+
+    def _global_share(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """This rank's part of the global batch's mean loss, times the world size: DDP averages the
+        gradients over the ranks, so the step is that of the global mean. With class weights the mean is
+        over the weights of the whole global batch (all-reduced)."""
+        if self.weights is None:  # every rank holds the same number of target elements
+            return F.cross_entropy(logits, target)
+        total = distributed.all_reduce_(self.weights[target].sum().detach())
+        return F.cross_entropy(logits, target, weight=self.weights, reduction="sum") * self.world / total
 
     def train_epoch(self, train: Data, epoch: int, gen: torch.Generator) -> dict:
         """One pass over a fresh permutation of ``train``; raises :class:`_Diverged` on a non-finite loss."""
         images, targets = train
         bs, steps = self.cfg.batch_size, self.steps_per_epoch
-        order = torch.randperm(len(images), generator=gen)
+        order = torch.randperm(len(images), generator=gen)  # the same on every rank (same seed, same draws)
+        first, last = self.rank * self.local_batch, (self.rank + 1) * self.local_batch  # this rank's rows
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
         elements = 0
@@ -353,28 +427,30 @@ class _Stepper:
             total=steps * bs,
             desc=f"{self.name} {epoch}/{self.cfg.epochs}",
             unit="img",
-            disable=not self.cfg.show_progress,
+            disable=not (self.cfg.show_progress and self.main),
             dynamic_ncols=True,
         )
         start = time.perf_counter()
         with bar:
             for i in range(steps):
-                index = order[i * bs : (i + 1) * bs]
+                index = order[i * bs : (i + 1) * bs][first:last]
                 target = targets[index]
                 loss, right = self.step(images[index], target, (epoch - 1) * steps + i, gen)
                 loss_sum += loss.double()
                 correct += right
                 elements += target.numel()
-                if (i + 1) % SYNC_EVERY == 0 or i + 1 == steps:
-                    mean_loss = loss_sum.item() / (i + 1)
+                if (i + 1) % SYNC_EVERY == 0 or i + 1 == steps:  # all ranks decide on the same global loss
+                    mean_loss = distributed.all_reduce_(loss_sum.clone()).item() / (i + 1)
                     if not math.isfinite(mean_loss):
                         raise _Diverged(mean_loss)
                     bar.update((i + 1) * bs - bar.n)
                     bar.set_postfix(loss=f"{mean_loss:.3f}", lr=f"{self.lr:.3g}", refresh=False)
             seconds = time.perf_counter() - start
+        distributed.all_reduce_(loss_sum)
+        distributed.all_reduce_(correct)
         return {
             "train_loss": loss_sum.item() / steps,
-            "train_acc": correct.item() / elements,
+            "train_acc": correct.item() / (elements * self.world),
             "lr": self.lr,
             "seconds": seconds,
             "images_per_sec": steps * bs / seconds,
@@ -402,11 +478,21 @@ def _rng_devices(device: torch.device) -> list[int]:
     return [device.index or 0] if device.type == "cuda" else []
 
 
+def _rank_rng(device: torch.device) -> dict:
+    """This process's global CPU and CUDA RNG states (dropout draws)."""
+    return {"cpu": torch.get_rng_state(), "cuda": [torch.cuda.get_rng_state(d) for d in _rng_devices(device)]}
+
+
 def _resume_state(
-    stepper: _Stepper, key: Mapping[str, str], result: TrainResult, best_state: dict, gen: torch.Generator
+    stepper: _Stepper, key: Mapping[str, str], result: TrainResult, best_state: dict, gen: torch.Generator,
+    ranks_rng: list[dict] | None = None,
 ) -> dict:
-    """Everything the epochs after ``result.history[-1]`` depend on (see the module docstring)."""
+    """Everything the epochs after ``result.history[-1]`` depend on (see the module docstring). Under torchrun
+    ``ranks_rng`` holds every rank's :func:`_rank_rng` (``rng.ranks``); the rest is the same on every rank."""
     epoch = len(result.history)
+    rng = {"data": gen.get_state(), **_rank_rng(stepper.device)}
+    if ranks_rng is not None:
+        rng["ranks"] = ranks_rng
     return {
         "format": RESUME_FORMAT,
         "key": dict(key),
@@ -415,8 +501,7 @@ def _resume_state(
         "model": stepper.model.state_dict(),
         "optimizer": stepper.optimizer.state_dict(),
         "scaler": stepper.scaler.state_dict(),
-        "rng": {"data": gen.get_state(), "cpu": torch.get_rng_state(),
-                "cuda": [torch.cuda.get_rng_state(d) for d in _rng_devices(stepper.device)]},
+        "rng": rng,
         "history": [dict(row) for row in result.history],
         "best_epoch": result.best_epoch,
         "best_test_acc": result.best_test_acc,
@@ -463,8 +548,13 @@ def _restore(state: dict, stepper: _Stepper, result: TrainResult, gen: torch.Gen
         scaler.load_state_dict(state["scaler"])
         rng = state["rng"]
         gen.set_state(rng["data"])
+        ranks = rng.get("ranks") or []
+        if len(ranks) == stepper.world:  # saved by as many processes: each takes its own
+            rng = ranks[stepper.rank]
+        elif stepper.rank > 0:  # another world size: rank 0 continues the saved stream, the others a seeded one
+            rng = {"cpu": torch.Generator().manual_seed(stepper.cfg.seed + stepper.rank).get_state(), "cuda": []}
         torch.set_rng_state(rng["cpu"])
-        for device, cuda_state in zip(_rng_devices(stepper.device), rng["cuda"], strict=True):
+        for device, cuda_state in zip(_rng_devices(stepper.device), rng["cuda"], strict=bool(rng["cuda"])):
             torch.cuda.set_rng_state(cuda_state, device)
     except Exception:
         model.load_state_dict(before[0])
@@ -502,11 +592,38 @@ def fit(
     ``resume_key``: names and hashes of what determines the result (e.g. ``{"params": ..., "data": ...,
     "code": ...}``); a saved state with other values is ignored, naming the keys that differ. Deleting
     the state once the outputs are written is the caller's job. See the module docstring for the choices made.
+
+    Under torchrun every rank calls ``fit`` with the same arguments; the global batch stays
+    ``cfg.batch_size`` (each rank trains on its share of every batch); every rank returns the same result,
+    but only rank 0 saves the resume state, prints and shows progress (see the module docstring).
     """
     train, test = _check_data(train, "train"), _check_data(test, "test")
     cfg.validate(len(train[0]))
+    world = distributed.world_size()
+    if cfg.batch_size % world:
+        raise UserError(f"training batch_size={cfg.batch_size} cannot be split over {world} processes: "
+                        f"use a batch size divisible by {world}")
     stepper = _Stepper(model, cfg, prepare, class_weights, len(train[0]) // cfg.batch_size, name)
-    device = stepper.device
+    owns_group = distributed.setup(stepper.device)
+    try:
+        with distributed.sync_batchnorm(model, stepper.device):
+            stepper.distribute()
+            return _fit(stepper, train, test, on_epoch, resume_path, resume_key)
+    finally:
+        if owns_group:
+            distributed.teardown()
+
+
+def _fit(
+    stepper: _Stepper,
+    train: Data,
+    test: Data,
+    on_epoch: Callable[[dict], None] | None,
+    resume_path: str | Path | None,
+    resume_key: Mapping[str, str] | None,
+) -> TrainResult:
+    model, cfg, prepare, name, device = stepper.model, stepper.cfg, stepper.prepare, stepper.name, stepper.device
+    class_weights, main = stepper.weights, stepper.main
     result = TrainResult()
     best_state = _snapshot(model)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -515,21 +632,25 @@ def fit(
     start = 1  # the first epoch this call trains
     saved = 0  # the last epoch whose resume state is on disk
     with torch.random.fork_rng(devices=_rng_devices(device)):
-        torch.manual_seed(cfg.seed)
-        state = None if resume_path is None else _read_resume_state(resume_path, resume_key, stepper)
+        torch.manual_seed(cfg.seed + stepper.rank)  # under torchrun each rank draws its own dropout masks
+        state = None if resume_path is None or not main else _read_resume_state(resume_path, resume_key, stepper)
+        state = distributed.broadcast_object(state)  # rank 0 reads; every rank loads the same state
         if state is not None:
             try:
                 saved_best = _restore(state, stepper, result, gen)
             except Exception as err:  # noqa: BLE001 - a state that does not fit this model is ignored
-                log.warning("ignoring the resume state %s, it does not fit %s (%s); training from scratch",
-                            resume_path, name, type(err).__name__)
+                (log.warning if main else log.debug)(
+                    "ignoring the resume state %s, it does not fit %s (%s); training from scratch",
+                    resume_path, name, type(err).__name__,
+                )
                 result = TrainResult()
             else:
                 best_state = _snapshot(model) if saved_best is None else saved_best
                 saved = state["epoch"]
                 start = saved + 1
-                print(f"resuming {name} at epoch {start}/{cfg.epochs}" if start <= cfg.epochs else
-                      f"resuming {name}: all {cfg.epochs} epochs were done", flush=True)
+                if main:
+                    print(f"resuming {name} at epoch {start}/{cfg.epochs}" if start <= cfg.epochs else
+                          f"resuming {name}: all {cfg.epochs} epochs were done", flush=True)
                 if on_epoch is not None:
                     for row in result.history:
                         on_epoch(dict(row))
@@ -537,14 +658,14 @@ def fit(
             for epoch in range(start, cfg.epochs + 1):
                 try:
                     row = {"epoch": epoch, **stepper.train_epoch(train, epoch, gen)}
-                    test_loss, test_acc = evaluate(
+                    test_loss, test_acc = _evaluate_all_ranks(
                         model, test, prepare, cfg.eval_batch_size, device, class_weights, stepper.amp
                     )
                     if not math.isfinite(test_loss):
                         raise _Diverged(test_loss)
                 except _Diverged as err:
                     result.diverged_epoch = epoch
-                    log.warning(
+                    (log.warning if main else log.debug)(
                         "%s diverged in epoch %d (loss %s); stopped and restored the weights of %s",
                         name, epoch, err.loss, f"epoch {result.best_epoch}" if result.best_epoch else "initialisation",
                     )
@@ -560,7 +681,10 @@ def fit(
                 if on_epoch is not None:
                     on_epoch(dict(row))
                 if resume_path is not None:
-                    save_torch(resume_path, _resume_state(stepper, resume_key, result, best_state, gen))
+                    ranks_rng = distributed.gather_objects(_rank_rng(device)) if distributed.active() else None
+                    if main:
+                        state = _resume_state(stepper, resume_key, result, best_state, gen, ranks_rng)
+                        save_torch(resume_path, state)
                     saved = epoch
         except KeyboardInterrupt:  # a state is on disk once an epoch was restored or (being) saved
             resume = "; rerun to resume" if resume_path is not None and (saved or result.history) else ""
@@ -575,7 +699,7 @@ def fit(
             kept = result.history[result.best_epoch - 1]
             result.test_loss, result.test_acc = kept["test_loss"], kept["test_acc"]
         else:
-            result.test_loss, result.test_acc = evaluate(
+            result.test_loss, result.test_acc = _evaluate_all_ranks(
                 model, test, prepare, cfg.eval_batch_size, device, class_weights, stepper.amp
             )
     return result

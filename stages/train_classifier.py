@@ -14,6 +14,7 @@ import argparse
 
 import _env  # noqa: F401  (first: one-line error outside the project's environment)
 
+from cnnlab import distributed
 from cnnlab.augment import make_prepare
 from cnnlab.checkpoints import CLASSES, count_parameters, save_checkpoint
 from cnnlab.data.canonical import load_manifest, load_split
@@ -39,6 +40,7 @@ def main() -> None:
     args = parser.parse_args()
 
     p = classifier_params(load_params(args.params), args.arch, args.depth, args.variant, args.device)
+    distributed.relaunch(p.nproc, p.train.batch_size, "train_classifier.nproc")  # returns at once if nproc is 1
     threads = configure_threads()
     seed_everything(p.seed)
     manifest = load_manifest(args.data)
@@ -53,6 +55,8 @@ def main() -> None:
     resume = Resume.for_stage("train_classifier", p.key, p, [args.data])
     result = fit_with_curves(classifier_curves(p.key), model, (train.images, train.labels),
                              (test.images, test.labels), p.train, prepare, name=p.key, **resume.fit_kwargs())
+    if not distributed.is_main():  # under torchrun rank 0 writes the outputs
+        return
     metrics = result_metrics(result, model=p.key, params=n_params)
     save_checkpoint(classifier_checkpoint(p.key), model, model_config.to_dict(),
                     {CLASSES: manifest["classes"], "train_mean": manifest["train_mean"],

@@ -40,6 +40,7 @@ import _env  # noqa: F401  (first: one-line error outside the project's environm
 import pandas as pd
 import torch
 
+from cnnlab import distributed
 from cnnlab.augment import make_prepare
 from cnnlab.checkpoints import CLASSES, ENCODER_HINT, count_parameters, load_encoder_checkpoint, save_checkpoint
 from cnnlab.data.canonical import Split, load_split
@@ -120,6 +121,8 @@ def train(p: FcnParams, encoder_path: Path, data: Path, device_name: str) -> Non
                              (train_split.images, train_masks.long()), (test.images, test_masks.long()), p.train,
                              prepare, curves=SEGMENTATION_CURVES, class_weights=weights, name=name,
                              **resume.fit_kwargs())
+    if not distributed.is_main():  # under torchrun rank 0 evaluates and writes the outputs
+        return
 
     batch = p.train.eval_batch_size
     digit_pred, digit_metrics, digit_confusion = segment(model, test.images, test_masks, None, prepare, batch, device)
@@ -179,6 +182,7 @@ def main() -> None:
     parser.add_argument("--encoder", default=str(MNIST_CNN_CHECKPOINT), help="checkpoint written by train_mnist_cnn")
     args = parser.parse_args()
     p = fcn_params(load_params(args.params), args.variant, args.device)
+    distributed.relaunch(p.nproc, p.train.batch_size, "train_fcn.nproc")  # returns at once if nproc is 1
     train(p, Path(args.encoder), Path(args.data), args.device)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import _env  # noqa: F401  (first: one-line error outside the project's environment)
 
+from cnnlab import distributed
 from cnnlab.augment import make_prepare
 from cnnlab.checkpoints import CLASSES, count_parameters, save_checkpoint
 from cnnlab.data.canonical import load_manifest, load_split
@@ -48,6 +49,7 @@ def main() -> None:
             f"{args.data} has {shape[0]}-channel images and {len(classes)} classes, but train_mnist_cnn.model asks for "
             f"in_channels={p.model.in_channels} and num_classes={p.model.num_classes}: fix the params or the data"
         )
+    distributed.relaunch(p.nproc, p.train.batch_size, f"{NAME}.nproc")  # returns at once if nproc is 1
     threads = configure_threads()
     seed_everything(p.seed)
     train, test = load_split(args.data, "train"), load_split(args.data, "test")
@@ -60,6 +62,8 @@ def main() -> None:
     resume = Resume.for_stage(NAME, NAME, p, [args.data])
     result = fit_with_curves(MNIST_CNN_CURVES, model, (train.images, train.labels),
                              (test.images, test.labels), p.train, prepare, name=NAME, **resume.fit_kwargs())
+    if not distributed.is_main():  # under torchrun rank 0 writes the outputs
+        return
     metrics = result_metrics(result, params=n_params)
     save_checkpoint(MNIST_CNN_CHECKPOINT, model, p.model.to_dict(),
                     {CLASSES: classes, "train_mean": manifest["train_mean"], "train_std": manifest["train_std"],

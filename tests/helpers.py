@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-import importlib.util
 import os
 import re
 import subprocess
 import sys
 import tarfile
 from pathlib import Path
-from types import ModuleType
 
 import cv2
 import numpy as np
@@ -56,19 +53,6 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str, pa
     if pattern is not None:
         assert re.search(pattern, lines[0]), lines[0]
     return lines[0]
-
-
-def import_stage(script: str) -> ModuleType:
-    """``stages/<script>`` imported as a module (for its helpers); stages/ is on the path while it imports
-    (as when Python runs the script), for its ``import _env``."""
-    with contextlib.ExitStack() as stack:
-        if str(STAGES) not in sys.path:
-            sys.path.insert(0, str(STAGES))
-            stack.callback(sys.path.remove, str(STAGES))
-        spec = importlib.util.spec_from_file_location(f"stage_{Path(script).stem}", STAGES / script)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    return module
 
 
 def make_mnist_mirror(root: Path, n_train: int = 60, n_test: int = 20, compress: bool = True, seed: int = 0) -> Path:

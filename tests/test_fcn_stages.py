@@ -28,7 +28,7 @@ from cnnlab.metrics.segmentation import class_weights, stratified_pixels
 from cnnlab.models.fcn import FcnConfig, build_fcn
 from cnnlab.models.mnist import MnistCnn, MnistCnnConfig
 from cnnlab.params.segmentation import fcn_params
-from helpers import STAGES, assert_one_line_error, finish, import_stage, run_stage, start_stage
+from helpers import STAGES, assert_one_line_error, finish, run_stage, start_stage
 
 N_TRAIN, N_TEST, N_CANVASES, CONFUSION_PIXELS = 200, 50, 4, 110
 TRAINING = {"batch_size": 50, "lr": 0.01, "optimizer": "adam", "eval_batch_size": 25, "show_progress": False}

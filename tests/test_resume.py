@@ -38,7 +38,7 @@ TIMING = f"metrics/timing/train_classifier/{KEY}.json"
 DRIVER = textwrap.dedent("""
     import os, runpy, signal, sys
     stage, after, signame, *args = sys.argv[1:]
-    sys.path[:0] = [os.path.dirname(os.path.dirname(stage)), os.path.dirname(stage)]
+    sys.path.insert(0, os.path.dirname(stage))  # what `python stages/x.py` does, for `import _env`
     import cnnlab.training as training
 
     save = training.save_torch

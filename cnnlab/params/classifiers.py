@@ -27,6 +27,7 @@ class ClassifierParams:
     train: TrainConfig
     augment: bool
     seed: int
+    nproc: int = 1  # processes (devices) training the model together, via torchrun when > 1
 
 
 def classifier_params(params: dict, arch: str, depth: int, variant: str, device: str | None = None) -> ClassifierParams:
@@ -35,12 +36,13 @@ def classifier_params(params: dict, arch: str, depth: int, variant: str, device:
     section = {k: v for k, v in get(params, "train_classifier").items() if k not in MODEL_KEYS}
     seed = integer("seed", get(params, "seed"), 0)
     augment = boolean("train_classifier.augment", section.pop("augment", True))
+    nproc = integer("train_classifier.nproc", section.pop("nproc", 1), 1)
     try:
         train = TrainConfig.from_dict({**section, "seed": seed, "device": device})
         train.validate(n_train=sys.maxsize)  # all but batch_size vs. data size, which fit() checks on the data
     except UserError as err:
         raise UserError(f"params.yaml: train_classifier: {err}") from None
-    return ClassifierParams(classifier_key(arch, depth, variant), model, train, augment, seed)
+    return ClassifierParams(classifier_key(arch, depth, variant), model, train, augment, seed, nproc)
 
 
 def model_config(arch: str, depth: int, variant: str, init: str | None = None, params: dict | None = None) -> dict:

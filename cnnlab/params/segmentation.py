@@ -35,16 +35,18 @@ class MnistCnnParams:
     train: TrainConfig
     augment: bool
     seed: int
+    nproc: int = 1  # processes training together, via torchrun when > 1
 
 
 def mnist_cnn_params(params: dict, device: str | None = None) -> MnistCnnParams:
     s = "train_mnist_cnn"
-    section = _section(params, s, allowed=("model", "training", "augment"))
+    section = _section(params, s, allowed=("model", "training", "augment", "nproc"))
     return MnistCnnParams(
         model=mnist_cnn_config(params),
         train=train_config(params, f"{s}.training", device=device),
         augment=boolean(f"{s}.augment", get(section, "augment", False)),
         seed=integer("seed", get(params, "seed"), 0),
+        nproc=integer(f"{s}.nproc", get(section, "nproc", 1), 1),
     )
 
 
@@ -66,6 +68,7 @@ class FcnParams:
     preview_digits: int
     preview_canvases: int
     seed: int
+    nproc: int = 1  # processes training together (train_fcn.nproc), via torchrun when > 1
 
 
 def fcn_params(params: dict, variant: str, device: str | None = None) -> FcnParams:
@@ -93,4 +96,5 @@ def fcn_params(params: dict, variant: str, device: str | None = None) -> FcnPara
         preview_digits=integer(f"{s}.preview.digits", get(params, f"{s}.preview.digits"), 1),
         preview_canvases=integer(f"{s}.preview.canvases", get(params, f"{s}.preview.canvases"), 1),
         seed=integer("seed", get(params, "seed"), 0),
+        nproc=integer(f"{s}.nproc", get(params, f"{s}.nproc", 1), 1),
     )
