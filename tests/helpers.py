@@ -108,3 +108,25 @@ def run_in(cwd: Path, args: list, check: bool = True) -> "subprocess.CompletedPr
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def copy_project(dest: Path) -> Path:
+    """A fresh git repository in ``dest`` holding the project's tracked and untracked-but-not-ignored files,
+    committed, without ``dvc.lock`` (no stage has run there yet); DVC's cache is ``dest/.dvc/cache``."""
+    import shutil
+
+    files = run_in(ROOT, ["git", "ls-files", "-co", "--exclude-standard"]).stdout.split()
+    for name in files:
+        src = ROOT / name
+        if src.is_file() and name != "dvc.lock":
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    run_in(dest, ["git", "init", "-q"])
+    git_commit(dest, "copy")
+    return dest
+
+
+def git_commit(repo: Path, message: str) -> None:
+    """``git add -A`` and commit everything in ``repo`` (a throwaway identity)."""
+    run_in(repo, ["git", "add", "-A"])
+    run_in(repo, ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message])
