@@ -130,3 +130,18 @@ def git_commit(repo: Path, message: str) -> None:
     """``git add -A`` and commit everything in ``repo`` (a throwaway identity)."""
     run_in(repo, ["git", "add", "-A"])
     run_in(repo, ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message])
+
+
+def experiment_metrics(repo, names) -> dict[str, dict]:
+    """``{experiment name: {metrics file: numbers}}`` from ``dvc exp show --json`` (classifier metrics only)."""
+    import json
+
+    rows = json.loads(run_in(repo, ["dvc", "exp", "show", "--json"]).stdout)
+    found = {}
+    for row in rows:
+        for exp in row.get("experiments") or []:
+            for rev in exp["revs"]:
+                if rev["name"] in names:
+                    found[rev["name"]] = {path: entry["data"] for path, entry in rev["data"]["metrics"].items()
+                                          if path.startswith("metrics/train_classifier/") and "data" in entry}
+    return found

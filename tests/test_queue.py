@@ -4,13 +4,12 @@ one after the other, and the workers' stages split the cores (threads = cores //
 
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
 
 from cnnlab.device import thread_count
-from helpers import ROOT, copy_project, run_in
+from helpers import ROOT, copy_project, experiment_metrics, run_in
 
 #: the cheap corner of the pipeline: synthetic CIFAR-10 (download@cifar10) and residual classifiers
 TARGETS = ["download@cifar10", "train_classifier"]
@@ -29,19 +28,6 @@ DEPTHS = (8, 14)
 
 def overrides(depth: int) -> list[str]:
     return [a for k, v in {**SETTINGS, "classifier.depths": f"[{depth}]"}.items() for a in ("-S", f"{k}={v}")]
-
-
-def experiment_metrics(repo, names) -> dict[str, dict]:
-    """``{experiment name: {metrics file: numbers}}`` from ``dvc exp show --json`` (classifier metrics only)."""
-    rows = json.loads(run_in(repo, ["dvc", "exp", "show", "--json"]).stdout)
-    found = {}
-    for row in rows:
-        for exp in row.get("experiments") or []:
-            for rev in exp["revs"]:
-                if rev["name"] in names:
-                    found[rev["name"]] = {path: entry["data"] for path, entry in rev["data"]["metrics"].items()
-                                          if path.startswith("metrics/train_classifier/") and "data" in entry}
-    return found
 
 
 def wait_for_queue(repo, names, timeout=240.0) -> str:
