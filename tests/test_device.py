@@ -83,3 +83,20 @@ def test_bad_thread_settings_are_user_errors(eight_cores, name, value):
     eight_cores.setenv(name, value)
     with pytest.raises(UserError, match=rf"^{name}='{value}' is not"):
         thread_count()
+
+
+def test_a_stage_with_bad_jobs_fails_in_one_line(tmp_path):
+    """A real stage process: CNNLAB_JOBS=0 is a one-line error (exit 2) before any data is read."""
+    import subprocess
+    import sys
+
+    from helpers import ROOT, assert_one_line_error
+
+    env = {k: v for k, v in os.environ.items() if k != "CNNLAB_THREADS"}
+    env.update(CNNLAB_JOBS="0", CNNLAB_DEVICE="cpu", PYTHONPATH=str(ROOT))
+    (tmp_path / "params.yaml").write_bytes((ROOT / "params.yaml").read_bytes())
+    proc = subprocess.run([sys.executable, str(ROOT / "stages" / "train_classifier.py"), "--arch", "plain",
+                           "--depth", "8", "--variant", "relu-bn"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True)
+    assert_one_line_error(proc, "CNNLAB_JOBS='0' is not a positive integer")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
