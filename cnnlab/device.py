@@ -33,15 +33,39 @@ def pick_device(requested: str | None = None) -> torch.device:
     return device
 
 
-def configure_threads() -> int:
-    """Use every core the process may run on for intra-op work (CNNLAB_THREADS overrides); under torchrun
-    the processes on one machine (``LOCAL_WORLD_SIZE``) share them: cores / processes each."""
+def thread_count() -> int:
+    """Intra-op threads for this process: the job's share of the machine -- ``$CNNLAB_THREADS`` if set, else
+    the cores the process may run on divided by ``$CNNLAB_JOBS`` (jobs running side by side, e.g. ``dvc queue
+    start -j N``) -- divided among the job's processes on this machine under torchrun (``$LOCAL_WORLD_SIZE``);
+    at least 1."""
     wanted = os.environ.get("CNNLAB_THREADS")
+    jobs = os.environ.get("CNNLAB_JOBS")
     try:
-        n = int(wanted) if wanted else len(os.sched_getaffinity(0))
-    except (ValueError, AttributeError):
-        n = os.cpu_count() or 1
-    n = max(1, n // max(1, int(os.environ.get("LOCAL_WORLD_SIZE") or 1)))
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE") or 1))
+    if wanted:
+        try:
+            return max(1, int(wanted) // local)
+        except ValueError:
+            raise UserError(f"CNNLAB_THREADS={wanted!r} is not an integer: "
+                            "set it to a thread count or unset it") from None
+    if jobs:
+        try:
+            n_jobs = int(jobs)
+        except ValueError:
+            n_jobs = 0
+        if n_jobs < 1:
+            raise UserError(f"CNNLAB_JOBS={jobs!r} is not a positive integer: set it to the number of jobs "
+                            "running at once (e.g. the N of dvc queue start -j N) or unset it")
+        return max(1, cores // n_jobs // local)
+    return max(1, cores // local)
+
+
+def configure_threads() -> int:
+    """Set torch's intra-op threads to :func:`thread_count` and return it."""
+    n = thread_count()
     torch.set_num_threads(n)
     return n
 

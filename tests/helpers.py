@@ -92,3 +92,40 @@ def run_in(cwd: Path, args: list, check: bool = True) -> "subprocess.CompletedPr
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def copy_project(dest: Path) -> Path:
+    """A fresh git repository in ``dest`` holding the project's tracked and untracked-but-not-ignored files,
+    committed, without ``dvc.lock`` (no stage has run there yet); DVC's cache is ``dest/.dvc/cache``."""
+    import shutil
+
+    files = run_in(ROOT, ["git", "ls-files", "-co", "--exclude-standard"]).stdout.split()
+    for name in files:
+        src = ROOT / name
+        if src.is_file() and name != "dvc.lock":
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    run_in(dest, ["git", "init", "-q"])
+    git_commit(dest, "copy")
+    return dest
+
+
+def git_commit(repo: Path, message: str) -> None:
+    """``git add -A`` and commit everything in ``repo`` (a throwaway identity)."""
+    run_in(repo, ["git", "add", "-A"])
+    run_in(repo, ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message])
+
+
+def experiment_metrics(repo, names) -> dict[str, dict]:
+    """``{experiment name: {metrics file: numbers}}`` from ``dvc exp show --json`` (classifier metrics only)."""
+    import json
+
+    rows = json.loads(run_in(repo, ["dvc", "exp", "show", "--json"]).stdout)
+    found = {}
+    for row in rows:
+        for exp in row.get("experiments") or []:
+            for rev in exp["revs"]:
+                if rev["name"] in names:
+                    found[rev["name"]] = {path: entry["data"] for path, entry in rev["data"]["metrics"].items()
+                                          if path.startswith("metrics/train_classifier/") and "data" in entry}
+    return found

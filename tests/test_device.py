@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
-from cnnlab.device import pick_device
+from cnnlab.device import configure_threads, pick_device, thread_count
 from cnnlab.errors import UserError
 
 
@@ -42,3 +44,59 @@ def test_a_cuda_index_beyond_the_devices_names_the_count(two_gpus):
         pick_device("cuda:7")
     assert str(err.value) == ("--device cuda:7: this machine has 2 CUDA devices (cuda:0 to cuda:1): "
                               "use one of them, cuda or auto")
+
+
+# --- threads per process: CNNLAB_THREADS, or the cores shared among CNNLAB_JOBS parallel jobs ---------------------
+
+@pytest.fixture
+def eight_cores(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    monkeypatch.delenv("CNNLAB_THREADS", raising=False)
+    monkeypatch.delenv("CNNLAB_JOBS", raising=False)
+    return monkeypatch
+
+
+@pytest.mark.parametrize(("jobs", "threads"), [(None, 8), ("1", 8), ("2", 4), ("3", 2), ("8", 1), ("16", 1)])
+def test_jobs_share_the_cores(eight_cores, jobs, threads):
+    if jobs is not None:
+        eight_cores.setenv("CNNLAB_JOBS", jobs)
+    assert thread_count() == threads
+
+
+def test_explicit_threads_win_over_jobs(eight_cores):
+    eight_cores.setenv("CNNLAB_JOBS", "4")
+    eight_cores.setenv("CNNLAB_THREADS", "3")
+    assert thread_count() == 3
+
+
+def test_configure_threads_sets_torch(eight_cores):
+    before = torch.get_num_threads()
+    eight_cores.setenv("CNNLAB_JOBS", "4")
+    try:
+        assert configure_threads() == 2 and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize(("name", "value"), [("CNNLAB_JOBS", "0"), ("CNNLAB_JOBS", "two"), ("CNNLAB_THREADS", "x")])
+def test_bad_thread_settings_are_user_errors(eight_cores, name, value):
+    eight_cores.setenv(name, value)
+    with pytest.raises(UserError, match=rf"^{name}='{value}' is not"):
+        thread_count()
+
+
+def test_a_stage_with_bad_jobs_fails_in_one_line(tmp_path):
+    """A real stage process: CNNLAB_JOBS=0 is a one-line error (exit 2) before any data is read."""
+    import subprocess
+    import sys
+
+    from helpers import ROOT, assert_one_line_error
+
+    env = {k: v for k, v in os.environ.items() if k != "CNNLAB_THREADS"}
+    env.update(CNNLAB_JOBS="0", CNNLAB_DEVICE="cpu", PYTHONPATH=str(ROOT))
+    (tmp_path / "params.yaml").write_bytes((ROOT / "params.yaml").read_bytes())
+    proc = subprocess.run([sys.executable, str(ROOT / "stages" / "train_classifier.py"), "--arch", "plain",
+                           "--depth", "8", "--variant", "relu-bn"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True)
+    assert_one_line_error(proc, "CNNLAB_JOBS='0' is not a positive integer")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
