@@ -129,3 +129,18 @@ def experiment_metrics(repo, names) -> dict[str, dict]:
                     found[rev["name"]] = {path: entry["data"] for path, entry in rev["data"]["metrics"].items()
                                           if path.startswith("metrics/train_classifier/") and "data" in entry}
     return found
+
+
+#: the cheap corner of the pipeline, for tests of DVC machinery (queue, remote): synthetic CIFAR-10
+#: (download@cifar10) and residual classifiers, one epoch each on 200 images
+CHEAP_TARGETS = ["download@cifar10", "train_classifier"]
+CHEAP_SETTINGS = {
+    "data.source": "synthetic",
+    "data.cifar10.train_size": 200,
+    "data.cifar10.test_size": 100,
+    "classifier.archs": "[residual]",
+    "classifier.variants": "[relu-bn]",
+    "train_classifier.epochs": 1,
+    "train_classifier.batch_size": 32,
+    "train_classifier.show_progress": "false",
+}

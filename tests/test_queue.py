@@ -9,20 +9,10 @@ import time
 import pytest
 
 from cnnlab.device import thread_count
-from helpers import ROOT, copy_project, experiment_metrics, run_in
+from helpers import CHEAP_SETTINGS, CHEAP_TARGETS, ROOT, copy_project, experiment_metrics, run_in
 
-#: the cheap corner of the pipeline: synthetic CIFAR-10 (download@cifar10) and residual classifiers
-TARGETS = ["download@cifar10", "train_classifier"]
-SETTINGS = {
-    "data.source": "synthetic",
-    "data.cifar10.train_size": 200,
-    "data.cifar10.test_size": 100,
-    "classifier.archs": "[residual]",
-    "classifier.variants": "[relu-bn]",
-    "train_classifier.epochs": 2,
-    "train_classifier.batch_size": 32,
-    "train_classifier.show_progress": "false",
-}
+TARGETS = CHEAP_TARGETS
+SETTINGS = CHEAP_SETTINGS | {"train_classifier.epochs": 2}
 DEPTHS = (8, 14)
 
 

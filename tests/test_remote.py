@@ -11,19 +11,10 @@ from __future__ import annotations
 
 import yaml
 
-from helpers import ROOT, copy_project, git_commit, run_in
+from helpers import CHEAP_SETTINGS, CHEAP_TARGETS, ROOT, copy_project, git_commit, run_in
 
-TARGETS = ["download@cifar10", "train_classifier"]
-SETTINGS = {
-    "data.source": "synthetic",
-    "data.cifar10.train_size": 200,
-    "data.cifar10.test_size": 100,
-    "classifier.archs": "[residual]",
-    "classifier.variants": "[relu-bn]",
-    "train_classifier.epochs": 1,
-    "train_classifier.batch_size": 32,
-    "train_classifier.show_progress": "false",
-}
+TARGETS = CHEAP_TARGETS
+SETTINGS = CHEAP_SETTINGS
 ARTIFACT = "classifier-residual-20-relu-bn"
 MODEL = "models/classifier/residual-20-relu-bn.pt"
 
