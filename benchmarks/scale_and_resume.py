@@ -28,7 +28,6 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
 from cnnlab import distributed
 from cnnlab.augment import make_prepare
 from cnnlab.device import configure_threads
@@ -37,6 +36,7 @@ from cnnlab.models.cifar import CifarNetConfig, build_cifar_net
 from cnnlab.params.classifiers import model_config
 from cnnlab.training import TrainConfig, TrainResult, _resume_state, _snapshot, _Stepper, fit
 
+ROOT = Path(__file__).resolve().parents[1]
 MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
 
 

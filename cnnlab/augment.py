@@ -13,7 +13,7 @@ only, so it is for classification; segmentation trainers (mask targets) use ``au
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

@@ -130,7 +130,7 @@ class ActivationCapture:
         self.outputs.append(leaf)
         return leaf.clone()
 
-    def __enter__(self) -> "ActivationCapture":
+    def __enter__(self) -> ActivationCapture:
         self.outputs = []
         self._handle = self.module.register_forward_hook(self._hook)
         return self

@@ -52,9 +52,10 @@ import contextlib
 import logging
 import math
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -168,7 +169,7 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "TrainConfig":
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
         """Build from a params dict; unknown keys and missing required keys raise :class:`UserError`."""
         return config_from_dict(cls, data, "training config")
 
@@ -212,7 +213,9 @@ def _as_device(device: torch.device | str | None) -> torch.device:
     return device if isinstance(device, torch.device) else pick_device(device)
 
 
-def _forward(model: nn.Module, images: torch.Tensor, prepare: PrepareFn, device: torch.device, amp: bool) -> torch.Tensor:
+def _forward(
+    model: nn.Module, images: torch.Tensor, prepare: PrepareFn, device: torch.device, amp: bool
+) -> torch.Tensor:
     """Logits (float32, on ``device``) of a uint8 batch in evaluation mode."""
     x = prepare(images.to(device, non_blocking=True), False, None)
     with _autocast(device, amp):

@@ -23,6 +23,7 @@ The evaluation and the figures' image selection are :mod:`cnnlab.gradcam_eval`.
 """
 
 import argparse
+
 import _env  # noqa: F401  (first: one-line error outside the project's environment)
 import torch
 
@@ -46,7 +47,8 @@ def load_classifier(arch: str, depth: int, variant: str, params: dict, classes: 
                     device: torch.device) -> Classifier:
     """The checkpoint of ``train_classifier@<arch>-<depth>-<variant>``, checked against params and data."""
     key = classifier_key(arch, depth, variant)
-    model = build_cifar_net(CifarNetConfig.from_dict({**trained_model_config(params, key), "num_classes": len(classes)}))
+    config = {**trained_model_config(params, key), "num_classes": len(classes)}
+    model = build_cifar_net(CifarNetConfig.from_dict(config))
     extra = load_trained_classifier(key, model, classes)
     return Classifier.frozen(arch, f"{arch}-{depth}", model, extra["train_mean"], extra["train_std"], device)
 

@@ -43,8 +43,9 @@ def main() -> None:
     for file_name, tables in {"profiles.csv": profiles, "first_last.csv": first_last}.items():
         with atomic_path(out / file_name) as tmp:  # every model in one long table: the overlaid DVC plots
             stack_tables(tables, labels).to_csv(tmp, index=False, float_format="%.6g")
-    save_figure(gradient_profiles(profiles, "grad_rms_mean", "RMS gradient per parameter",
-                                  "Per-layer gradient (RMS per parameter, mean over iterations)"), out / "profile_rms.png")
+    rms_title = "Per-layer gradient (RMS per parameter, mean over iterations)"
+    save_figure(gradient_profiles(profiles, "grad_rms_mean", "RMS gradient per parameter", rms_title),
+                out / "profile_rms.png")
     save_figure(gradient_profiles(profiles, "grad_l2_iter0", "gradient L2 norm",
                                   "Per-layer gradient L2 norm at the first iteration"), out / "profile_l2.png")
     save_figure(first_last_over_iterations(first_last, "grad_l2", "gradient L2 norm",

@@ -66,7 +66,8 @@ def main() -> None:
         f"Multi-digit canvases ({p.canvas_rows}x{p.canvas_cols} cells, offsets up to {p.max_offset} px)",
     )
     save_figure(fig, f"{args.plots}/canvases.png")
-    print(f"segmented {len(mnist.train)} train / {len(mnist.test)} test digits and {p.canvas_count} canvases -> {args.out}")
+    print(f"segmented {len(mnist.train)} train / {len(mnist.test)} test digits and {p.canvas_count} canvases "
+          f"-> {args.out}")
 
 
 if __name__ == "__main__":

@@ -56,7 +56,14 @@ from cnnlab.models.fcn import build_fcn
 from cnnlab.models.mnist import MnistCnn
 from cnnlab.params import load_params
 from cnnlab.params.segmentation import FcnParams, fcn_params
-from cnnlab.pipeline import MNIST_CNN_CHECKPOINT, fcn_checkpoint, fcn_curves, fcn_metrics, fcn_plots, timing_metrics_path
+from cnnlab.pipeline import (
+    MNIST_CNN_CHECKPOINT,
+    fcn_checkpoint,
+    fcn_curves,
+    fcn_metrics,
+    fcn_plots,
+    timing_metrics_path,
+)
 from cnnlab.resume import Resume
 from cnnlab.segmentation_eval import segment, summary_line
 from cnnlab.tracking import SEGMENTATION_CURVES, fit_with_curves, timing_metrics
@@ -101,7 +108,8 @@ def train(p: FcnParams, encoder_path: Path, data: Path, device_name: str) -> Non
     train_split, test, canvases = load_segmented(data)
     if p.train_size is not None:
         gen = torch.Generator().manual_seed(p.seed)
-        train_split = train_split.subset(stratified_indices(train_split.labels, p.train_size, gen, "train_fcn.train_size"))
+        keep = stratified_indices(train_split.labels, p.train_size, gen, "train_fcn.train_size")
+        train_split = train_split.subset(keep)
     threads = configure_threads()
     seed_everything(p.seed)
     device = pick_device(device_name)

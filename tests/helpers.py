@@ -67,7 +67,9 @@ def make_mnist_mirror(root: Path, n_train: int = 60, n_test: int = 20, compress:
     return root
 
 
-def make_cifar_mirror(root: Path, per_class: dict[str, int] | None = None, as_tar: bool = False, ext: str = ".png") -> Path:
+def make_cifar_mirror(
+    root: Path, per_class: dict[str, int] | None = None, as_tar: bool = False, ext: str = ".png"
+) -> Path:
     per_class = per_class or {"train": 3, "test": 1}
     rng = np.random.default_rng(0)
     tree = root / "cifar10_tree" if as_tar else root / "cifar10"
@@ -84,7 +86,7 @@ def make_cifar_mirror(root: Path, per_class: dict[str, int] | None = None, as_ta
     return root
 
 
-def run_in(cwd: Path, args: list, check: bool = True) -> "subprocess.CompletedProcess":
+def run_in(cwd: Path, args: list, check: bool = True) -> subprocess.CompletedProcess:
     """Run a command (dvc, git, ...) in ``cwd`` with the venv's tools first on PATH and DVC analytics off;
     a failure raises with its full output."""
     env = dict(os.environ, DVC_NO_ANALYTICS="1", PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")

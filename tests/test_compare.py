@@ -10,9 +10,9 @@ from cnnlab.compare import (
     accuracy_by_depth,
     accuracy_table,
     classifier_labels,
+    gradient_headline,
     gradient_labels,
     gradient_markdown,
-    gradient_headline,
     gradient_table,
     split_gradient_name,
     stack_tables,
@@ -58,7 +58,8 @@ def test_diverged_model_is_never_reported_as_a_number():
 
 def test_gradient_table_orders_rows_and_keeps_notes():
     summaries = {
-        "trained-plain-20-relu-bn": {"first_grad_mean_abs": 1e-3, "last_grad_mean_abs": 2e-3, "grad_mean_abs_ratio": 0.5},
+        "trained-plain-20-relu-bn": {"first_grad_mean_abs": 1e-3, "last_grad_mean_abs": 2e-3,
+                                     "grad_mean_abs_ratio": 0.5},
         "plain-20-tanh-nobn-default": {"first_grad_mean_abs": 1e-9, "last_grad_mean_abs": 1e-3,
                                        "grad_mean_abs_ratio": 1e-6, "grad_rms_ratio": 2e-6},
         "residual-20-tanh-nobn-default": {"diverged": True},
@@ -108,7 +109,8 @@ def test_accuracy_by_depth_is_the_table_in_long_form():
 
 def test_stack_tables_puts_the_labels_first_and_keeps_every_row():
     tables = {"a": pd.DataFrame({"x": [1, 2], "y": [0.1, 0.2]}), "b": pd.DataFrame({"x": [1], "y": [9.0]})}
-    stacked = stack_tables(tables, {"a": {"model": "plain-8", "panel": "p"}, "b": {"model": "residual-8", "panel": "p"}})
+    labels = {"a": {"model": "plain-8", "panel": "p"}, "b": {"model": "residual-8", "panel": "p"}}
+    stacked = stack_tables(tables, labels)
     assert list(stacked.columns) == ["model", "panel", "x", "y"]
     assert stacked.values.tolist() == [["plain-8", "p", 1, 0.1], ["plain-8", "p", 2, 0.2], ["residual-8", "p", 1, 9.0]]
 

@@ -227,7 +227,8 @@ def test_torchvision_source_converts_to_canonical(tmp_path, monkeypatch, small_c
 def test_canonical_roundtrip_manifest_and_checksum(tmp_path):
     images = torch.randint(0, 256, (20, 3, 4, 4), dtype=torch.uint8)
     split = Split(images, torch.arange(20) % 2, torch.zeros(20, 4))
-    manifest = save_dataset(Dataset("toy", ["a", "b"], split, split.subset(torch.arange(5)), "synthetic"), tmp_path / "toy")
+    dataset = Dataset("toy", ["a", "b"], split, split.subset(torch.arange(5)), "synthetic")
+    manifest = save_dataset(dataset, tmp_path / "toy")
     assert manifest["counts"] == {"train": 20, "test": 5} and manifest["class_counts"]["train"] == [10, 10]
     expected_mean = (images.double() / 255).mean(dim=(0, 2, 3))
     assert np.allclose(manifest["train_mean"], expected_mean.numpy(), atol=1e-6)

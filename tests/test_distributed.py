@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+
 from test_resume import ARGS, KEY, REPRODUCIBLE, STAGE, env, make_project, outputs
 
 LOSS_TOL = 1e-3

@@ -156,13 +156,14 @@ def test_fcn_checkpoint_rebuilds_and_a_frozen_encoder_keeps_the_cnn_weights(work
         config = FcnConfig(variant=variant, freeze_encoder=section["freeze_encoder"],
                            decoder_channels=section["decoder_channels"])
         model = build_fcn(MnistCnn(encoder), config)
-        state = load_checkpoint(work / f"models/fcn/{variant}.pt", {"fcn": config.to_dict(), "encoder": encoder.to_dict()},
-                                model=model)
+        expected = {"fcn": config.to_dict(), "encoder": encoder.to_dict()}
+        state = load_checkpoint(work / f"models/fcn/{variant}.pt", expected, model=model)
         assert state["extra"]["classes"] == SEGMENT_CLASSES  # the one key for class names in every checkpoint
         weights = state["extra"]["class_weights"]
         assert len(weights) == 11 and weights[0] == min(weights)  # background is the most frequent class
         assert model.eval()(torch.zeros(2, 1, 28, 28)).shape == (2, 11, 28, 28)
-        same = all(torch.equal(a, b) for a, b in zip(model.encoder.state_dict().values(), cnn.encoder.state_dict().values()))
+        pairs = zip(model.encoder.state_dict().values(), cnn.encoder.state_dict().values())
+        same = all(torch.equal(a, b) for a, b in pairs)
         assert same == config.freeze_encoder
         metrics = json.loads((work / f"metrics/train_fcn/{variant}.json").read_text())
         assert (metrics["trainable_params"] < metrics["params"]) == config.freeze_encoder

@@ -18,10 +18,10 @@ import torch
 import yaml
 
 import helpers
+from cnnlab.checkpoints import load_trained_classifier, save_checkpoint
 from cnnlab.data.canonical import load_manifest, load_split, save_dataset
 from cnnlab.data.sources import CIFAR10_CLASSES, load_source
 from cnnlab.errors import UserError
-from cnnlab.checkpoints import load_trained_classifier, save_checkpoint
 from cnnlab.gradcam_eval import Classifier, evaluate, showcase_indices
 from cnnlab.models.cifar import ARCHS, CifarNetConfig, build_cifar_net
 from cnnlab.params.classifiers import model_config, trained_model_config
@@ -145,7 +145,8 @@ def test_evaluation_does_not_depend_on_the_chunk_size(project: Path, monkeypatch
     classes = load_manifest("data/cifar10")["classes"]
     test = load_split("data/cifar10", "test")
     key = classifier_key("residual", DEPTH, VARIANT)
-    model = build_cifar_net(CifarNetConfig.from_dict({**trained_model_config(params, key), "num_classes": len(classes)}))
+    config = {**trained_model_config(params, key), "num_classes": len(classes)}
+    model = build_cifar_net(CifarNetConfig.from_dict(config))
     extra = load_trained_classifier(key, model, classes)
     net = Classifier.frozen("residual", f"residual-{DEPTH}", model, extra["train_mean"], extra["train_std"],
                             torch.device("cpu"))

@@ -29,7 +29,8 @@ def test_unknown_source(base):
 def test_mirror_without_path(base, monkeypatch):
     monkeypatch.delenv("CNNLAB_DATA_MIRROR", raising=False)
     base["data"]["source"] = "mirror"
-    with pytest.raises(UserError, match=r"data.source=mirror needs a folder: set data.mirror \(or \$CNNLAB_DATA_MIRROR\)"):
+    message = r"data.source=mirror needs a folder: set data.mirror \(or \$CNNLAB_DATA_MIRROR\)"
+    with pytest.raises(UserError, match=message):
         data_params(base, "mnist")
     monkeypatch.setenv("CNNLAB_DATA_MIRROR", "/somewhere")
     assert str(data_params(base, "mnist").mirror) == "/somewhere"
@@ -51,7 +52,8 @@ def test_threshold_outside_open_interval(base, value):
 
 def test_missing_key_names_it(base):
     del base["segment_mnist"]["canvas"]["rows"]
-    with pytest.raises(UserError, match=r"missing key segment_mnist.canvas.rows \(see README, section \"Parameters\"\)"):
+    message = r"missing key segment_mnist.canvas.rows \(see README, section \"Parameters\"\)"
+    with pytest.raises(UserError, match=message):
         segment_params(base)
 
 

@@ -192,4 +192,5 @@ def test_plots_diff_overlays_two_experiments_with_different_depths(repo):
         assert {r["rev"] for r in rows} == {first, "deeper"}, plot_id
         models = {(r["rev"], r["model"]) for r in rows}
         if plot_id == "cifar10_test_accuracy":
-            assert {(first, "plain-8"), (first, "residual-8"), ("deeper", "plain-14"), ("deeper", "residual-14")} <= models
+            both = {(first, "plain-8"), (first, "residual-8"), ("deeper", "plain-14"), ("deeper", "residual-14")}
+            assert both <= models

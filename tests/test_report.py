@@ -24,8 +24,18 @@ from cnnlab.compare import gradient_headline
 from cnnlab.errors import UserError
 from cnnlab.gradients import STAT_COLUMNS, summarize
 from cnnlab.report import build_report
-from cnnlab.report.document import (PNG_SIGNATURE, Bullets, Document, Figure, Heading, Paragraph, Table, to_html,
-                                    to_markdown, write_report)
+from cnnlab.report.document import (
+    PNG_SIGNATURE,
+    Bullets,
+    Document,
+    Figure,
+    Heading,
+    Paragraph,
+    Table,
+    to_html,
+    to_markdown,
+    write_report,
+)
 from cnnlab.report.text import pct, pp
 from cnnlab.tables import MISSING
 from cnnlab.tracking import result_metrics

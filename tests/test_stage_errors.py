@@ -32,7 +32,8 @@ def run_stage(tmp_path: Path, script: str, *args: str) -> subprocess.CompletedPr
         ("train_classifier.py", ["--arch", "plain", "--depth", "20", "--variant", "relu-bn", "--device", "cuda:7"],
          r"asked for CUDA but no CUDA device is available|cuda:7"),
         ("gradient_stats.py", ["--trained", "plain-20-relu-bn"],
-         r"no trained checkpoint models/classifier/plain-20-relu-bn.pt: run `dvc repro train_classifier@plain-20-relu-bn`"),
+         r"no trained checkpoint models/classifier/plain-20-relu-bn.pt: "
+         r"run `dvc repro train_classifier@plain-20-relu-bn`"),
         ("segment_mnist.py", [], r"dataset data/mnist is missing"),
         ("compare_classifiers.py", [], r"metrics/train_classifier/plain-20-relu-bn.json does not exist"),
     ],
@@ -53,7 +54,7 @@ def test_sigterm_removes_temporary_outputs(tmp_path):
     import time
 
     script = tmp_path / "slow_stage.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(textwrap.dedent("""
         import time
         from cnnlab.errors import run_cli
         from cnnlab.io import atomic_dir

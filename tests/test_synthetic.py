@@ -34,7 +34,7 @@ def objects() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 
 def test_class_names():
-    assert MNIST_CLASSES == [str(d) for d in range(10)]
+    assert [str(d) for d in range(10)] == MNIST_CLASSES
     assert len(SHAPES_CLASSES) == 10 and len(set(SHAPES_CLASSES)) == 10
 
 
@@ -97,9 +97,9 @@ def test_same_seed_same_bytes_other_seed_other_bytes():
 
 def test_prefix_stable():
     short, long = synthetic_digits(23, 7), synthetic_digits(41, 7)
-    assert all(torch.equal(s, l[:23]) for s, l in zip(short, long))
+    assert all(torch.equal(a, b[:23]) for a, b in zip(short, long))
     short, long = synthetic_objects(23, 7), synthetic_objects(41, 7)
-    assert all(torch.equal(s, l[:23]) for s, l in zip(short, long))
+    assert all(torch.equal(a, b[:23]) for a, b in zip(short, long))
 
 
 def test_digits_and_objects_use_unrelated_streams():
@@ -114,7 +114,7 @@ def test_digit_foreground_is_clean_and_mnist_sized(digits):
     foreground = images > 0.5
     fraction = foreground.float().mean(dim=(1, 2))
     # MNIST: 13% of pixels above 0.5 on average; a thin "1" has about 3%
-    assert 0.015 < float(fraction.min()) and float(fraction.max()) < 0.45
+    assert float(fraction.min()) > 0.015 and float(fraction.max()) < 0.45
     assert 0.07 < float(fraction.mean()) < 0.2
     # the background (pixels more than 2 px away from any stroke) is near black
     near = F.max_pool2d(foreground.float()[:, None], 5, stride=1, padding=2)[:, 0] > 0

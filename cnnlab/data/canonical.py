@@ -43,7 +43,7 @@ class Split:
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
-    def subset(self, index: torch.Tensor) -> "Split":
+    def subset(self, index: torch.Tensor) -> Split:
         return Split(
             self.images[index].contiguous(),
             self.labels[index].contiguous(),

@@ -7,10 +7,10 @@ the pipeline never knows (or cares) where the pixels came from; the manifest rec
 from __future__ import annotations
 
 import tarfile
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import cv2
 import numpy as np
@@ -198,7 +198,8 @@ def _mirror_cifar10(mirror: Path) -> Dataset:
         if len(parts) < 3 or parts[-3] not in entries:
             continue
         if parts[-2] not in index:
-            raise UserError(f"CIFAR-10 mirror: unknown class folder {parts[-2]!r} in {name}; expected {CIFAR10_CLASSES}")
+            raise UserError(f"CIFAR-10 mirror: unknown class folder {parts[-2]!r} in {name}; "
+                            f"expected {CIFAR10_CLASSES}")
         entries[parts[-3]].append((name, index[parts[-2]], blob))
     splits = {}
     with ThreadPoolExecutor(max_workers=4) as pool:

@@ -25,8 +25,8 @@ import math
 import torch
 from torch import nn
 
-from cnnlab.errors import UserError
 from cnnlab.device import eval_mode, model_device
+from cnnlab.errors import UserError
 from cnnlab.gradcam import ClassSpec, resolve_classes
 
 DELETION_ORDERS = ("heatmap", "random")

@@ -26,7 +26,7 @@ frequencies) and :func:`stratified_pixels` (an equal share of pixels per true cl
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

@@ -31,8 +31,9 @@ exactly once per forward pass, so hooks (Grad-CAM, gradient statistics) can atta
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -127,7 +128,7 @@ class CifarNetConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "CifarNetConfig":
+    def from_dict(cls, data: Mapping[str, Any]) -> CifarNetConfig:
         """Build from a params dict; unknown keys and missing ``arch``/``depth`` raise :class:`UserError`."""
         return config_from_dict(cls, data, "CIFAR net config")
 
@@ -199,7 +200,7 @@ class CifarNet(nn.Module):
         super().__init__()
         self.config = config
         widths = [c * config.width for c in STAGE_CHANNELS]
-        stem: "OrderedDict[str, nn.Module]" = OrderedDict()
+        stem: OrderedDict[str, nn.Module] = OrderedDict()
         stem["conv"] = _conv3x3(config.in_channels, widths[0], 1, config.batchnorm)
         if config.batchnorm:
             stem["bn"] = nn.BatchNorm2d(widths[0])

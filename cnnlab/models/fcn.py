@@ -37,8 +37,9 @@ its BatchNorm layers normalise with the CNN's running statistics and never updat
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -145,7 +146,7 @@ class FcnConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "FcnConfig":
+    def from_dict(cls, data: Mapping[str, Any]) -> FcnConfig:
         return config_from_dict(cls, data, "FCN config")
 
 
@@ -168,7 +169,7 @@ class FullyConvNet(nn.Module):
             self.encoder.requires_grad_(False)
         self.train()
 
-    def train(self, mode: bool = True) -> "FullyConvNet":
+    def train(self, mode: bool = True) -> FullyConvNet:
         """Set training mode, keeping a frozen encoder in eval mode (BN running stats fixed, see module doc)."""
         super().train(mode)
         if self.config.freeze_encoder:

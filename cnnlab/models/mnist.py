@@ -15,8 +15,9 @@ convolutions per block the model has about 288k parameters.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -59,7 +60,7 @@ class MnistCnnConfig:
         return out
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "MnistCnnConfig":
+    def from_dict(cls, data: Mapping[str, Any]) -> MnistCnnConfig:
         return config_from_dict(cls, data, "MNIST CNN config")
 
 
@@ -79,7 +80,7 @@ def check_input_size(x: torch.Tensor, total_stride: int, network: str) -> None:
 
 def _conv_block(in_channels: int, out_channels: int, convs: int) -> nn.Sequential:
     """``convs`` x (3x3 conv, BN, ReLU) then a ceil-mode 2x2 max-pool: halves H and W, rounding up."""
-    layers: "OrderedDict[str, nn.Module]" = OrderedDict()
+    layers: OrderedDict[str, nn.Module] = OrderedDict()
     for i in range(1, convs + 1):
         layers[f"conv{i}"] = nn.Conv2d(in_channels if i == 1 else out_channels, out_channels, 3, padding=1, bias=False)
         layers[f"bn{i}"] = nn.BatchNorm2d(out_channels)

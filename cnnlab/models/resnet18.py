@@ -51,8 +51,8 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, ResNet
 
-from cnnlab.errors import UserError
 from cnnlab.config import config_from_dict, require_int
+from cnnlab.errors import UserError
 
 STAGE_CHANNELS = (64, 128, 256, 512)
 BLOCKS_PER_STAGE = (2, 2, 2, 2)
