@@ -69,7 +69,9 @@ def code_digest() -> str:
     files = set()
     for module in list(sys.modules.values()):
         file = getattr(module, "__file__", None)
-        if file and file.endswith(".py"):
+        # only real files: some modules carry a bare name (torch.classes has "_classes.py"), which would
+        # resolve against the working directory
+        if file and file.endswith(".py") and Path(file).is_absolute() and Path(file).is_file():
             resolved = Path(file).resolve()
             if resolved.is_relative_to(PROJECT) and ".venv" not in resolved.relative_to(PROJECT).parts:
                 files.add(resolved)

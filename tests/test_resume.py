@@ -234,3 +234,14 @@ def test_temporaries_live_in_the_project_tmp_folder_and_stale_ones_are_swept(tmp
     assert sorted(p.name for p in (project / "out").iterdir()) == ["curves"]
     assert sorted(p.name for p in (project / "out" / "curves").iterdir()) == ["a.tsv", "b.json"]
     assert [p.name for p in (project / ".cnnlab-tmp").iterdir()] == ["notes.txt"]
+
+
+def test_code_digest_in_the_project_folder_ignores_modules_without_a_real_file(monkeypatch):
+    """Stages run with the project as working directory; torch.classes' ``__file__`` is the bare name
+    "_classes.py", which must not be taken for a project file (it crashed every training stage there)."""
+    from cnnlab.resume import PROJECT, code_digest
+
+    assert sys.modules["torch.classes"].__file__ == "_classes.py"
+    monkeypatch.chdir(PROJECT)
+    digest = code_digest()
+    assert len(digest) == 64 and digest == code_digest()
