@@ -18,6 +18,7 @@ from cnnlab.models.cifar import CifarNetConfig, build_cifar_net
 from cnnlab.training import (
     HISTORY_KEYS,
     TrainConfig,
+    amp_dtype,
     evaluate,
     fit,
     lr_schedule,
@@ -146,7 +147,12 @@ def test_classification_metrics() -> None:
         ({"batch_size": 0}, "training batch_size=0 is invalid: use an integer >= 1"),
         ({"batch_size": 200}, "training batch_size=200 is larger than the 100 training examples: use at most 100"),
         ({"optimizer": "rmsprop"}, "training optimizer='rmsprop' is not supported: use one of sgd, adam"),
-        ({"schedule": "linear"}, "training schedule='linear' is not supported: use one of cosine, step, constant"),
+        ({"schedule": "onecycle"},
+         "training schedule='onecycle' is not supported: use one of cosine, linear, step, constant"),
+        ({"label_smoothing": 1.0}, "training label_smoothing=1.0 is invalid: use a number in [0, 1)"),
+        ({"ema_epochs": -1}, "training ema_epochs=-1 is invalid: use a number in [0, inf)"),
+        ({"eval_flip": 1}, "training eval_flip=1 is invalid: use true or false"),
+        ({"decay_bn_bias": "no"}, "training decay_bn_bias='no' is invalid: use true or false"),
         ({"momentum": 1.0}, "training momentum=1.0 is invalid: use a number in [0, 1)"),
         ({"momentum": 0.0}, "training nesterov=True needs momentum > 0"),
         ({"weight_decay": -1e-4}, "training weight_decay=-0.0001 is invalid"),
@@ -180,6 +186,8 @@ def test_learning_rate_schedules() -> None:
     assert [step(s) for s in (0, 49, 50, 74, 75, 99)] == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
     constant = lr_schedule(quick_config(lr=0.3, schedule="constant"), steps_per_epoch=7)
     assert {constant(s) for s in range(14)} == {0.3}
+    linear = lr_schedule(quick_config(epochs=3, lr=2.0, warmup_epochs=1, schedule="linear"), steps_per_epoch=10)
+    assert [linear(s) for s in (0, 9, 10, 20, 29)] == pytest.approx([0.2, 2.0, 2.0, 1.0, 0.1])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -201,7 +209,7 @@ def test_fit_learns_a_separable_problem_and_reports_each_epoch() -> None:
     assert result.train_seconds > 0 and result.images_per_sec > 0
     assert set(result.summary()) == {"best_epoch", "best_test_acc", "test_loss", "test_acc", "diverged_epoch"}
     assert set(result.timing()) == {"train_seconds", "images_per_sec"}  # wall-clock: kept out of the summary
-    expected = evaluate(model, test, make_prepare(MEAN, STD, False, True), cfg.eval_batch_size, "cpu")
+    expected = evaluate(model, test, make_prepare(MEAN, STD, False, True), cfg.eval_batch_size, "cpu", amp=cfg.amp)
     assert (result.test_loss, result.test_acc) == expected
 
 
@@ -307,3 +315,100 @@ def test_fit_rejects_bad_inputs() -> None:
     model = small_net().requires_grad_(False)
     with pytest.raises(UserError, match="frozen has no trainable parameters"):
         fit(model, train, train, quick_config(batch_size=8), PLAIN, name="frozen")
+
+
+# --------------------------------------------------------------------------------------------------
+# Recipe levers: mixed precision, label smoothing, weight average, flip at test time, weight decay groups
+
+
+class ZeroGradNet(nn.Module):
+    """Logits that do not depend on the weights (multiplied by 0): every gradient is 0, so an SGD step
+    without momentum only applies weight decay, ``p <- p * (1 - lr * wd)``, which the tests can predict."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 4, 3, bias=True)
+        self.bn = nn.BatchNorm2d(4)
+        self.fc = nn.Linear(4, 4)
+        nn.init.uniform_(self.bn.weight, 0.5, 1.5)
+        nn.init.uniform_(self.bn.bias, -0.5, 0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.bn(self.conv(x)).mean((2, 3))) * 0.0
+
+
+def decay_only(**overrides) -> TrainConfig:
+    settings = dict(epochs=1, batch_size=16, lr=0.5, momentum=0.0, nesterov=False, weight_decay=0.1,
+                    schedule="constant", amp=False)
+    return quick_config(**{**settings, **overrides})
+
+
+@pytest.mark.parametrize("decay_bn_bias", [True, False])
+def test_decay_bn_bias_false_exempts_bn_and_biases_from_weight_decay(decay_bn_bias: bool) -> None:
+    model = ZeroGradNet()
+    before = {k: v.clone() for k, v in model.named_parameters()}
+    fit(model, texture_data(64, 0), texture_data(16, 1), decay_only(decay_bn_bias=decay_bn_bias), PLAIN)
+    shrink = (1 - 0.5 * 0.1) ** 4  # 64 images / batch 16 = 4 steps
+    for name, value in model.named_parameters():
+        decayed = decay_bn_bias or value.ndim >= 2
+        torch.testing.assert_close(value, before[name] * (shrink if decayed else 1.0), msg=name)
+
+
+def test_weight_average_is_what_is_evaluated_and_returned() -> None:
+    """EMA of the weights with decay d = exp(-1 / (ema_epochs * steps)): the first update copies, then
+    ema <- d * ema + (1 - d) * p after every step; the model returns holding the average."""
+    model = ZeroGradNet()
+    start = model.conv.weight.detach().clone()
+    cfg = decay_only(ema_epochs=0.5, epochs=2)
+    fit(model, texture_data(64, 0), texture_data(16, 1), cfg, PLAIN)
+    decay, shrink = math.exp(-1 / (0.5 * 4)), 1 - 0.5 * 0.1
+    ema = start * shrink
+    for step in range(2, 9):  # 2 epochs x 4 steps
+        ema = decay * ema + (1 - decay) * start * shrink**step
+    torch.testing.assert_close(model.conv.weight, ema)
+    assert not torch.allclose(model.conv.weight, start * shrink**8)  # not the raw weights
+    assert model.bn.num_batches_tracked.item() == 8  # a counter, not an average of counters
+
+
+def test_eval_flip_averages_the_logits_of_each_image_and_its_mirror() -> None:
+    model, (images, labels) = small_net(), texture_data(40, 3)
+    with torch.no_grad():
+        logits = (predict(model, images, PLAIN, 100, "cpu") + predict(model, images.flip(3), PLAIN, 100, "cpu")) / 2
+    loss, acc = evaluate(model, (images, labels), PLAIN, 16, "cpu", flip=True)
+    assert loss == pytest.approx(F.cross_entropy(logits, labels).item(), rel=1e-5)
+    assert acc == (logits.argmax(1) == labels).sum().item() / len(labels)
+    assert evaluate(model, (images, labels), PLAIN, 16, "cpu") != (loss, acc)
+
+
+def test_label_smoothing_changes_only_the_training_loss() -> None:
+    train, test = texture_data(64, 0), texture_data(32, 1)
+    plain = fit(small_net(), train, test, quick_config(epochs=1, lr=1e-6, amp=False), PLAIN)
+    smooth = fit(small_net(), train, test, quick_config(epochs=1, lr=1e-6, amp=False, label_smoothing=0.5), PLAIN)
+    # the same (hardly moved) weights: the training loss differs, the test loss is plain cross-entropy in both
+    assert abs(smooth.history[0]["train_loss"] - plain.history[0]["train_loss"]) > 0.01
+    assert smooth.test_loss == pytest.approx(plain.test_loss, rel=1e-4)
+
+
+def test_amp_means_bf16_on_a_cpu_with_native_bf16_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setenv("CNNLAB_CPU_BF16", "1")
+    assert amp_dtype(cpu, True) == torch.bfloat16 and amp_dtype(cpu, False) is None
+    assert amp_dtype(cuda, True) == torch.float16
+    monkeypatch.setenv("CNNLAB_CPU_BF16", "0")
+    assert amp_dtype(cpu, True) is None
+
+
+def test_bf16_training_is_deterministic_and_learns(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CNNLAB_CPU_BF16", "1")  # emulated (slow) on CPUs without bf16, but still deterministic
+    train, test = texture_data(256, seed=0), texture_data(100, seed=1)
+    cfg = quick_config(epochs=2, ema_epochs=0.3, eval_flip=True, label_smoothing=0.1, decay_bn_bias=False,
+                       schedule="linear", warmup_epochs=1)
+    runs = []
+    for _ in range(2):
+        model = small_net()
+        result = fit(model, train, test, cfg, make_prepare(MEAN, STD, True, True))
+        runs.append((without_timing(result.history), model.state_dict()))
+    assert runs[0][0] == runs[1][0] and result.test_acc > 0.6  # chance is 0.25
+    for key, value in runs[0][1].items():
+        assert torch.equal(value, runs[1][1][key]), key
