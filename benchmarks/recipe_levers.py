@@ -5,7 +5,9 @@ defaults) and with one lever changed at a time (:data:`LEVERS`), plus the old re
 (:data:`time_to_accuracy.OLD_RECIPE`) at the same epoch budget. Evaluation is on ``--holdout`` class-stratified
 training images held out of training: the levers are chosen on these numbers, so the test set stays unused
 until the reported runs. Prints a table (accuracy of each variant and its difference from the recipe, per
-architecture) and writes it with ``--out``.
+architecture) and writes it with ``--out``. Every variant starts from the same initial weights and data order
+(``--seed``), so levers that leave training alone (EMA, flip at test time) change only the evaluation; the row
+"recipe, another seed" shows how far a different seed alone moves the accuracy (the noise floor).
 
 Usage::
 
@@ -68,7 +70,8 @@ def main() -> None:
     device = pick_device(args.device)
     print(f"depth {args.depth}: {len(data['train'][0])} training / {len(data['eval'][0])} held-out images, "
           f"{args.epochs} epochs each, {threads} threads", flush=True)
-    variants = {"recipe": {}, **{name: LEVERS[name] for name in args.levers}, "old recipe": None}
+    variants = {"recipe": {}, "recipe, another seed": {}, **{name: LEVERS[name] for name in args.levers},
+                "old recipe": None}
     rows = []
     for arch in args.archs:
         for name, overrides in variants.items():
@@ -77,7 +80,9 @@ def main() -> None:
             else:
                 section = lever_section(params, overrides, device)
             section.update(epochs=args.epochs, show_progress=False)
-            result = run_recipe(name, section, params, arch, args.depth, data, args.device)
+            # the noise floor: the same recipe from another initialisation, data order and augmentation
+            seeded = {**params, "seed": args.seed + 1} if name == "recipe, another seed" else params
+            result = run_recipe(name, section, seeded, arch, args.depth, data, args.device)
             rows.append({"arch": arch, "variant": name, "acc": result["final_acc"],
                          "images_per_sec": result["images_per_sec"], "minutes": result["minutes"]})
             print(f"{arch:<8} {name:<32} {result['final_acc']:.4f}  {result['images_per_sec']:.0f} img/s", flush=True)
