@@ -156,11 +156,13 @@ def classifier_labels(key: str, with_seed: bool = False) -> dict:
     return {"model": model, "panel": variant, "arch": arch, "depth": depth, "variant": variant, "seed": seed}
 
 
-def gradient_labels(name: str) -> dict:
-    """``model`` (arch-depth) and ``panel`` (variant and init) of a gradient_stats name."""
+def gradient_labels(name: str, with_seed: bool = False) -> dict:
+    """``model`` (arch-depth; a trained classifier's with ``with_seed`` also ``seed <s>``, one line per run) and
+    ``panel`` (variant and init) of a gradient_stats name."""
     f = split_gradient_name(name)
     init = "trained model" if f["init"] == "trained" else f"{f['init']} init"
-    return {"model": f"{f['arch']}-{f['depth']}", "panel": f"{f['variant']}, {init}"}
+    seed = f" seed {f['seed']}" if with_seed and "seed" in f else ""
+    return {"model": f"{f['arch']}-{f['depth']}{seed}", "panel": f"{f['variant']}, {init}"}
 
 
 #: the numbers of a gradient summary (:func:`cnnlab.gradients.summarize`) kept in the metrics JSON: what
@@ -174,9 +176,26 @@ def gradient_headline(summary: dict) -> dict:
     return {key: summary[key] for key in GRADIENT_HEADLINE}
 
 
+_GRADIENT_VALUES = ("first_mean_abs", "last_mean_abs", "ratio_mean_abs", "ratio_rms", "ratio_l2")
+_GRADIENT_MODEL = ["variant", "init", "depth", "arch"]
+
+
+def _over_seeds(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per model from one row per run: each number's mean over the training seeds, its sample std
+    (``_std``, NaN for one seed) and the number of seeds (``seeds``); the runs' notes joined."""
+    runs = runs.astype({c: float for c in _GRADIENT_VALUES})  # a skipped model's None -> NaN
+    groups = runs.groupby(_GRADIENT_MODEL, sort=False)
+    numbers = groups[list(_GRADIENT_VALUES)]
+    table = pd.concat([numbers.mean(), numbers.std(ddof=1).add_suffix("_std"), groups.size().rename("seeds"),
+                       groups["note"].agg(lambda s: "; ".join(dict.fromkeys(n for n in s if n)))], axis=1)
+    return table.reset_index()
+
+
 def gradient_table(summaries: dict[str, dict]) -> pd.DataFrame:
     """The seeds' table, extended: first/last layer mean |grad| (averaged over the K iterations), their
-    ratio, and the per-parameter RMS ratio, one row per model; skipped or diverged models keep a note."""
+    ratio, and the per-parameter RMS ratio, one row per model; skipped or diverged models keep a note.
+    A trained model of several training seeds is one row: the means over its seeds, with ``_std`` columns
+    and ``seeds`` (1 for the models at initialisation)."""
     rows = []
     for name, s in summaries.items():
         row = {**split_gradient_name(name),
@@ -185,7 +204,7 @@ def gradient_table(summaries: dict[str, dict]) -> pd.DataFrame:
                "ratio_l2": s.get("grad_l2_ratio"),
                "note": s.get("skipped", "diverged (NaN/inf gradients)" if s.get("diverged") else "")}
         rows.append(row)
-    table = pd.DataFrame(rows)
+    table = _over_seeds(pd.DataFrame(rows).drop(columns="seed", errors="ignore"))
     order = {"default": 0, "scaled": 1, "trained": 2}
     table["_init"] = table["init"].map(order)
     return table.sort_values(["variant", "_init", "depth", "arch"]).drop(columns="_init").reset_index(drop=True)
@@ -199,9 +218,17 @@ _GRADIENT_NUMBERS = ("first_mean_abs", "last_mean_abs", "ratio_mean_abs", "ratio
 
 
 def gradient_display(table: pd.DataFrame, number: Callable[[float], str]) -> pd.DataFrame:
-    """:func:`gradient_table` as shown: the :data:`GRADIENT_COLUMNS`, numbers formatted by ``number``."""
-    return pd.DataFrame({shown: table[col].map(number) if col in _GRADIENT_NUMBERS else table[col]
-                         for shown, col in GRADIENT_COLUMNS.items()})
+    """:func:`gradient_table` as shown: the :data:`GRADIENT_COLUMNS`, numbers formatted by ``number``; with
+    several training seeds ``mean ± std`` and a ``seeds`` column."""
+    def cells(col: str) -> list:
+        return [number(m) if pd.isna(s) or number(m) is None else f"{number(m)} ± {number(s)}"
+                for m, s in zip(table[col], table[f"{col}_std"], strict=True)]
+
+    shown = pd.DataFrame({shown: cells(col) if col in _GRADIENT_NUMBERS else table[col]
+                          for shown, col in GRADIENT_COLUMNS.items()})
+    if (table["seeds"] > 1).any():
+        shown.insert(len(shown.columns) - 1, "seeds", table["seeds"])
+    return shown
 
 
 def gradient_markdown(table: pd.DataFrame) -> str:
@@ -209,5 +236,5 @@ def gradient_markdown(table: pd.DataFrame) -> str:
         return None if v is None or pd.isna(v) else f"{v:.2g}"
 
     shown = gradient_display(table, sci)
-    numeric = {"depth", *(h for h, c in GRADIENT_COLUMNS.items() if c in _GRADIENT_NUMBERS)}
-    return markdown_table(shown, right=numeric) + "\n"
+    numeric = {"depth", "seeds", *(h for h, c in GRADIENT_COLUMNS.items() if c in _GRADIENT_NUMBERS)}
+    return markdown_table(shown, right=[c for c in shown.columns if c in numeric]) + "\n"
