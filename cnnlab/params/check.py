@@ -68,7 +68,8 @@ def validate_params(params: dict) -> None:
     if "gradcam" in params:
         p = gradcam_params(params)
         if "classifier" in params and "train_classifier" in params:
-            for key in classifier_keys(params):
+            seed = classifier_seeds(params)[0]  # the seeds of a model share its architecture: check one
+            for key in classifier_keys({**params, "classifier": {**params["classifier"], "seeds": [seed]}}):
                 net = build_cifar_net(CifarNetConfig.from_dict(trained_model_config(params, key)))
                 try:
                     resolve_layer(net, p.layer)
