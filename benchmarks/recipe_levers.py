@@ -65,7 +65,7 @@ def main() -> None:
     args = parser.parse_args()
 
     threads = configure_threads()
-    params = {**load_params(args.params), "seed": args.seed}
+    params = load_params(args.params)
     data = load_data(args.data, args.holdout, args.train_size, args.seed)
     device = pick_device(args.device)
     print(f"depth {args.depth}: {len(data['train'][0])} training / {len(data['eval'][0])} held-out images, "
@@ -81,8 +81,8 @@ def main() -> None:
                 section = lever_section(params, overrides, device)
             section.update(epochs=args.epochs, show_progress=False)
             # the noise floor: the same recipe from another initialisation, data order and augmentation
-            seeded = {**params, "seed": args.seed + 1} if name == "recipe, another seed" else params
-            result = run_recipe(name, section, seeded, arch, args.depth, data, args.device)
+            seed = args.seed + 1 if name == "recipe, another seed" else args.seed
+            result = run_recipe(name, section, params, arch, args.depth, seed, data, args.device)
             rows.append({"arch": arch, "variant": name, "acc": result["final_acc"],
                          "images_per_sec": result["images_per_sec"], "minutes": result["minutes"]})
             print(f"{arch:<8} {name:<32} {result['final_acc']:.4f}  {result['images_per_sec']:.0f} img/s", flush=True)

@@ -82,11 +82,11 @@ def load_data(folder: Path, holdout: int, train_size: int | None, seed: int) -> 
             "mean": manifest["train_mean"], "std": manifest["train_std"], "classes": len(manifest["classes"])}
 
 
-def run_recipe(name: str, section: dict, params: dict, arch: str, depth: int, data: dict, device: str,
+def run_recipe(name: str, section: dict, params: dict, arch: str, depth: int, seed: int, data: dict, device: str,
                target: float | None = None, stop_at_target: bool = True) -> dict:
-    """Train one model with ``section`` as ``train_classifier``; returns its per-epoch history (with cumulative
-    wall-clock ``elapsed`` seconds) and when it first reached ``target``."""
-    p = classifier_params({**params, "train_classifier": section}, arch, depth, "relu-bn", device)
+    """Train one model (training ``seed``) with ``section`` as ``train_classifier``; returns its per-epoch history
+    (with cumulative wall-clock ``elapsed`` seconds) and when it first reached ``target``."""
+    p = classifier_params({**params, "train_classifier": section}, arch, depth, "relu-bn", seed, device)
     seed_everything(p.seed)  # as the stage does: every recipe starts from the same initial weights
     model = build_cifar_net(CifarNetConfig.from_dict({**p.model, "num_classes": data["classes"]}))
     prepare = make_prepare(data["mean"], data["std"], p.augment, p.train.channels_last)
@@ -133,7 +133,7 @@ def main() -> None:
         raise UserError(f"--target {args.target} must be in (0, 1]: it is an accuracy")
 
     threads = configure_threads()
-    params = {**load_params(args.params), "seed": args.seed}
+    params = load_params(args.params)
     data = load_data(args.data, args.holdout, args.train_size, args.seed)
     device = pick_device(args.device)
     print(f"{args.arch}-{args.depth}: {len(data['train'][0])} training images, {len(data['eval'][0])} "
@@ -141,7 +141,7 @@ def main() -> None:
     results = []
     for name in args.recipes:
         section = recipe_section(params, name, device)
-        results.append(run_recipe(name, section, params, args.arch, args.depth, data, args.device,
+        results.append(run_recipe(name, section, params, args.arch, args.depth, args.seed, data, args.device,
                                   args.target, stop_at_target=not args.full))
     print(f"\n{'recipe':<6} {'precision':<9} {'epochs':>6} {'to target':>9} {'minutes':>8} {'final acc':>9} "
           f"{'img/s':>6}")

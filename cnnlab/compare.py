@@ -8,66 +8,135 @@ from collections.abc import Callable
 import pandas as pd
 
 from cnnlab.pipeline import split_gradient_name, split_key
-from cnnlab.tables import markdown_table
+from cnnlab.tables import MISSING, markdown_table
+
+ARCHS = ("plain", "residual")
+#: the summarised columns of :func:`accuracy_table`: each has a mean (the column itself), ``_std`` and ``_n``
+ACCURACY_COLUMNS = (*ARCHS, "residual_minus_plain")
+
+
+def seed_accuracies(metrics: list[dict]) -> pd.DataFrame:
+    """One row per trained classifier (variant, depth, arch, seed, test_acc, note); a diverged model has NaN
+    accuracy and a note, so it can never pass for a real result (nor enter a mean)."""
+    rows = []
+    for m in metrics:
+        arch, depth, variant, seed = split_key(m["model"])
+        diverged = m.get("diverged")
+        rows.append({"variant": variant, "depth": depth, "arch": arch, "seed": seed,
+                     "test_acc": math.nan if diverged else m["test_acc"],
+                     "note": f"{arch} diverged in epoch {m['diverged_epoch']}" if diverged else ""})
+    long = pd.DataFrame(rows)
+    if long["seed"].nunique() > 1:  # with one seed the notes read as before seeds existed
+        long["note"] = [f"{n} (seed {s})" if n else "" for n, s in zip(long["note"], long["seed"], strict=True)]
+    return long
 
 
 def accuracy_table(metrics: list[dict]) -> pd.DataFrame:
-    """One row per (variant, depth): plain and residual test accuracy, their difference, and notes.
+    """One row per (variant, depth): plain and residual test accuracy and residual − plain, each as the mean
+    over seeds (the column itself), the sample std (``_std``, ddof=1: NaN for fewer than two seeds) and the
+    count (``_n``); every seed's accuracy (``plain_seed<s>``, ``residual_seed<s>``); and the notes.
 
-    A diverged model shows NaN accuracy and a note, so it can never pass for a real result.
+    The gap is taken per seed (residual and plain trained with the same seed) before it is averaged, so a
+    seed where either model diverged drops out of the gap, not just out of one mean.
     """
-    rows = []
-    for m in metrics:
-        arch, depth, variant = split_key(m["model"])
-        acc = math.nan if m.get("diverged") else m["test_acc"]
-        rows.append({"variant": variant, "depth": depth, "arch": arch, "test_acc": acc,
-                     "note": f"{arch} diverged in epoch {m['diverged_epoch']}" if m.get("diverged") else ""})
-    long = pd.DataFrame(rows)
-    table = long.pivot_table(index=["variant", "depth"], columns="arch", values="test_acc", dropna=False)
-    table = table.reindex(columns=["plain", "residual"])
-    table["residual_minus_plain"] = table["residual"] - table["plain"]
-    notes = long.groupby(["variant", "depth"])["note"].apply(lambda s: "; ".join(n for n in s if n))
-    table["note"] = notes
+    long = seed_accuracies(metrics)
+    per_seed = long.pivot(index=["variant", "depth", "seed"], columns="arch", values="test_acc")
+    per_seed = per_seed.reindex(columns=list(ARCHS))
+    per_seed["residual_minus_plain"] = per_seed["residual"] - per_seed["plain"]
+    groups = per_seed.groupby(level=["variant", "depth"])
+    table = pd.concat([groups.mean(), groups.std(ddof=1).add_suffix("_std"), groups.count().add_suffix("_n")],
+                      axis=1)
+    table = table[[f"{c}{suffix}" for c in ACCURACY_COLUMNS for suffix in ("", "_std", "_n")]]
+    for arch in ARCHS:
+        seeds = per_seed[arch].unstack("seed")
+        table = table.join(seeds.rename(columns=lambda s, a=arch: f"{a}_seed{s}"))
+    table["note"] = long.groupby(["variant", "depth"])["note"].apply(lambda s: "; ".join(n for n in s if n))
     return table.reset_index().sort_values(["variant", "depth"]).reset_index(drop=True)
+
+
+def seed_columns(table: pd.DataFrame, arch: str) -> dict[int, str]:
+    """Seed -> the column of :func:`accuracy_table` holding that seed's accuracy of ``arch``."""
+    prefix = f"{arch}_seed"
+    return {int(c[len(prefix):]): c for c in table.columns if c.startswith(prefix)}
+
+
+def several_seeds(table: pd.DataFrame) -> bool:
+    """Was each model trained with more than one seed? Only then do the outputs show std and seeds."""
+    return len(seed_columns(table, "plain")) > 1
 
 
 def accuracy_by_depth(table: pd.DataFrame) -> pd.DataFrame:
     """:func:`accuracy_table` as a long table (``model`` = arch, ``panel`` = variant, ``depth``,
-    ``test_accuracy``): the data of the DVC plot of accuracy against depth."""
-    long = table.melt(id_vars=["variant", "depth"], value_vars=["plain", "residual"], var_name="model",
+    ``test_accuracy``: the mean over seeds): the data of the DVC plot of accuracy against depth."""
+    long = table.melt(id_vars=["variant", "depth"], value_vars=list(ARCHS), var_name="model",
                       value_name="test_accuracy")
     return long.rename(columns={"variant": "panel"})[["model", "panel", "depth", "test_accuracy"]]
 
 
+def _rounded(value: float) -> float | None:
+    return None if pd.isna(value) else round(float(value), 4)
+
+
+def _metrics_entry(row: pd.Series, spread: bool) -> dict:
+    """The numbers of one depth: the means; with several seeds also each one's std and n."""
+    entry: dict = {}
+    for col in ACCURACY_COLUMNS:
+        entry[col] = _rounded(row[col])
+        if spread:
+            entry[f"{col}_std"] = _rounded(row[f"{col}_std"])
+            entry[f"{col}_n"] = int(row[f"{col}_n"])
+    return entry
+
+
 def table_metrics(table: pd.DataFrame) -> dict:
-    """Nested dict ``{variant: {"depth-20": {"plain": .., "residual": .., "residual_minus_plain": ..}}}``.
+    """Nested dict ``{variant: {"depth-20": {"plain": .., "residual": .., "residual_minus_plain": ..}}}``:
+    means over seeds; with several seeds each also has ``<name>_std`` (sample std, null for n < 2) and
+    ``<name>_n`` (one seed: the file reads as before seeds, so old and new runs line up in ``dvc metrics diff``).
 
     Each variant also gets ``"deepest"`` (the same entry for its largest depth, plus ``depth``), so that
     ``dvc metrics diff`` between two depth sweeps puts their deepest nets' accuracies on one row.
     """
+    spread = several_seeds(table)
     out: dict = {}
-    for row in table.sort_values("depth").itertuples(index=False):
-        entry = {}
-        for col in ("plain", "residual", "residual_minus_plain"):
-            value = getattr(row, col)
-            entry[col] = None if pd.isna(value) else round(float(value), 4)
-        out.setdefault(row.variant, {})[f"depth-{row.depth}"] = entry
-        out[row.variant]["deepest"] = {"depth": int(row.depth), **entry}
+    for _, row in table.sort_values("depth").iterrows():
+        entry = _metrics_entry(row, spread)
+        out.setdefault(row["variant"], {})[f"depth-{row['depth']}"] = entry
+        out[row["variant"]]["deepest"] = {"depth": int(row["depth"]), **entry}
     return out
 
 
-def to_markdown(table: pd.DataFrame) -> str:
-    """A GitHub table with accuracies as percentages; missing/diverged cells as an em dash."""
-    def pct(v: float) -> str | None:
-        return None if pd.isna(v) else f"{100 * v:.2f}"
+def mean_std(mean: float, std: float, scale: float = 100, digits: int = 2, sign: bool = False) -> str | None:
+    """``"81.33 ± 1.25"`` (``scale`` × the numbers); the mean alone when std is NaN (a single seed), None
+    when the mean is missing."""
+    if pd.isna(mean):
+        return None
+    fmt = f"{{:{'+' if sign else ''}.{digits}f}}"
+    shown = fmt.format(scale * mean)
+    return shown if pd.isna(std) else f"{shown} ± {scale * std:.{digits}f}"
 
-    def signed(v: float) -> str | None:
-        return None if pd.isna(v) else f"{100 * v:+.2f}"
+
+def _per_seed(table: pd.DataFrame, arch: str) -> pd.Series:
+    """Every seed's accuracy of ``arch`` in percent, ``"80.00, 82.00, —"`` in seed order."""
+    cols = [c for _, c in sorted(seed_columns(table, arch).items())]
+    return table[cols].apply(lambda r: ", ".join(mean_std(v, math.nan) or MISSING for v in r), axis=1)
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    """A GitHub table with accuracies as percentages; missing/diverged cells as an em dash. With several
+    seeds the cells are mean ± std over seeds, with the number of seeds and every seed's value."""
+    def cells(col: str, sign: bool = False) -> pd.Series:
+        return pd.Series([mean_std(m, s, sign=sign) for m, s in zip(table[col], table[f"{col}_std"], strict=True)],
+                         index=table.index)
 
     shown = pd.DataFrame({"variant": table["variant"], "depth": table["depth"],
-                          "plain acc. (%)": table["plain"].map(pct), "residual acc. (%)": table["residual"].map(pct),
-                          "residual − plain (pp)": table["residual_minus_plain"].map(signed), "note": table["note"]})
-    return markdown_table(shown, right=list(shown.columns[1:5])) + "\n"
+                          "plain acc. (%)": cells("plain"), "residual acc. (%)": cells("residual"),
+                          "residual − plain (pp)": cells("residual_minus_plain", sign=True)})
+    if several_seeds(table):
+        shown["seeds"] = table["residual_minus_plain_n"]
+        for arch in ARCHS:
+            shown[f"{arch} per seed (%)"] = _per_seed(table, arch)
+    shown["note"] = table["note"]
+    return markdown_table(shown, right=list(shown.columns[1:5 + several_seeds(table)])) + "\n"
 
 
 def stack_tables(tables: dict[str, pd.DataFrame], labels: dict[str, dict]) -> pd.DataFrame:
@@ -79,17 +148,21 @@ def stack_tables(tables: dict[str, pd.DataFrame], labels: dict[str, dict]) -> pd
     return stacked[list(first) + [c for c in stacked.columns if c not in first]]
 
 
-def classifier_labels(key: str) -> dict:
-    """``model`` (arch-depth), ``panel`` (variant) and the fields of a train_classifier key."""
-    arch, depth, variant = split_key(key)
-    return {"model": f"{arch}-{depth}", "panel": variant, "arch": arch, "depth": depth, "variant": variant}
+def classifier_labels(key: str, with_seed: bool = False) -> dict:
+    """``model`` (arch-depth, with ``with_seed`` also ``seed <s>``: one line per run in the overlaid DVC plots),
+    ``panel`` (variant) and the fields of a train_classifier key."""
+    arch, depth, variant, seed = split_key(key)
+    model = f"{arch}-{depth}" + (f" seed {seed}" if with_seed else "")
+    return {"model": model, "panel": variant, "arch": arch, "depth": depth, "variant": variant, "seed": seed}
 
 
-def gradient_labels(name: str) -> dict:
-    """``model`` (arch-depth) and ``panel`` (variant and init) of a gradient_stats name."""
+def gradient_labels(name: str, with_seed: bool = False) -> dict:
+    """``model`` (arch-depth; a trained classifier's with ``with_seed`` also ``seed <s>``, one line per run) and
+    ``panel`` (variant and init) of a gradient_stats name."""
     f = split_gradient_name(name)
     init = "trained model" if f["init"] == "trained" else f"{f['init']} init"
-    return {"model": f"{f['arch']}-{f['depth']}", "panel": f"{f['variant']}, {init}"}
+    seed = f" seed {f['seed']}" if with_seed and "seed" in f else ""
+    return {"model": f"{f['arch']}-{f['depth']}{seed}", "panel": f"{f['variant']}, {init}"}
 
 
 #: the numbers of a gradient summary (:func:`cnnlab.gradients.summarize`) kept in the metrics JSON: what
@@ -103,9 +176,26 @@ def gradient_headline(summary: dict) -> dict:
     return {key: summary[key] for key in GRADIENT_HEADLINE}
 
 
+_GRADIENT_VALUES = ("first_mean_abs", "last_mean_abs", "ratio_mean_abs", "ratio_rms", "ratio_l2")
+_GRADIENT_MODEL = ["variant", "init", "depth", "arch"]
+
+
+def _over_seeds(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per model from one row per run: each number's mean over the training seeds, its sample std
+    (``_std``, NaN for one seed) and the number of seeds (``seeds``); the runs' notes joined."""
+    runs = runs.astype({c: float for c in _GRADIENT_VALUES})  # a skipped model's None -> NaN
+    groups = runs.groupby(_GRADIENT_MODEL, sort=False)
+    numbers = groups[list(_GRADIENT_VALUES)]
+    table = pd.concat([numbers.mean(), numbers.std(ddof=1).add_suffix("_std"), groups.size().rename("seeds"),
+                       groups["note"].agg(lambda s: "; ".join(dict.fromkeys(n for n in s if n)))], axis=1)
+    return table.reset_index()
+
+
 def gradient_table(summaries: dict[str, dict]) -> pd.DataFrame:
     """The seeds' table, extended: first/last layer mean |grad| (averaged over the K iterations), their
-    ratio, and the per-parameter RMS ratio, one row per model; skipped or diverged models keep a note."""
+    ratio, and the per-parameter RMS ratio, one row per model; skipped or diverged models keep a note.
+    A trained model of several training seeds is one row: the means over its seeds, with ``_std`` columns
+    and ``seeds`` (1 for the models at initialisation)."""
     rows = []
     for name, s in summaries.items():
         row = {**split_gradient_name(name),
@@ -114,7 +204,7 @@ def gradient_table(summaries: dict[str, dict]) -> pd.DataFrame:
                "ratio_l2": s.get("grad_l2_ratio"),
                "note": s.get("skipped", "diverged (NaN/inf gradients)" if s.get("diverged") else "")}
         rows.append(row)
-    table = pd.DataFrame(rows)
+    table = _over_seeds(pd.DataFrame(rows).drop(columns="seed", errors="ignore"))
     order = {"default": 0, "scaled": 1, "trained": 2}
     table["_init"] = table["init"].map(order)
     return table.sort_values(["variant", "_init", "depth", "arch"]).drop(columns="_init").reset_index(drop=True)
@@ -128,9 +218,17 @@ _GRADIENT_NUMBERS = ("first_mean_abs", "last_mean_abs", "ratio_mean_abs", "ratio
 
 
 def gradient_display(table: pd.DataFrame, number: Callable[[float], str]) -> pd.DataFrame:
-    """:func:`gradient_table` as shown: the :data:`GRADIENT_COLUMNS`, numbers formatted by ``number``."""
-    return pd.DataFrame({shown: table[col].map(number) if col in _GRADIENT_NUMBERS else table[col]
-                         for shown, col in GRADIENT_COLUMNS.items()})
+    """:func:`gradient_table` as shown: the :data:`GRADIENT_COLUMNS`, numbers formatted by ``number``; with
+    several training seeds ``mean ± std`` and a ``seeds`` column."""
+    def cells(col: str) -> list:
+        return [number(m) if pd.isna(s) or number(m) is None else f"{number(m)} ± {number(s)}"
+                for m, s in zip(table[col], table[f"{col}_std"], strict=True)]
+
+    shown = pd.DataFrame({shown: cells(col) if col in _GRADIENT_NUMBERS else table[col]
+                          for shown, col in GRADIENT_COLUMNS.items()})
+    if (table["seeds"] > 1).any():
+        shown.insert(len(shown.columns) - 1, "seeds", table["seeds"])
+    return shown
 
 
 def gradient_markdown(table: pd.DataFrame) -> str:
@@ -138,5 +236,5 @@ def gradient_markdown(table: pd.DataFrame) -> str:
         return None if v is None or pd.isna(v) else f"{v:.2g}"
 
     shown = gradient_display(table, sci)
-    numeric = {"depth", *(h for h, c in GRADIENT_COLUMNS.items() if c in _GRADIENT_NUMBERS)}
-    return markdown_table(shown, right=numeric) + "\n"
+    numeric = {"depth", "seeds", *(h for h, c in GRADIENT_COLUMNS.items() if c in _GRADIENT_NUMBERS)}
+    return markdown_table(shown, right=[c for c in shown.columns if c in numeric]) + "\n"

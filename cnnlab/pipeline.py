@@ -1,15 +1,19 @@
 """The pipeline's names: stage keys, the model matrices of params.yaml, and where each stage writes.
 
 One place for each: dvc.yaml spells the same keys and paths with ``${...}`` templates (``${key}`` of a
-matrix stage is ``<arch>-<depth>-<variant>[-<init>]``), the stages write and the report reads them through
-these functions. Only the stdlib, :mod:`cnnlab.config` and :mod:`cnnlab.errors` are imported here.
+matrix stage is its items joined by ``-``), the stages write and the report reads them through these
+functions. Only the stdlib, :mod:`cnnlab.config` and :mod:`cnnlab.errors` are imported here.
 
 Keys:
 
-- classifier (``train_classifier``, ``gradient_stats_trained``): ``plain-20-relu-bn`` = arch-depth-variant;
+- classifier (``train_classifier``, ``gradient_stats_trained``): ``plain-20-relu-bn-0`` =
+  arch-depth-variant-seed (the seed is the classifier's training seed, an entry of ``classifier.seeds``);
 - gradient statistics at initialisation (``gradient_stats``): ``plain-20-tanh-nobn-default`` (+ init);
-- gradient statistics of a trained classifier: ``trained-plain-20-relu-bn``;
-- Grad-CAM (``gradcam``): ``20-relu-bn`` = depth-variant (both archs in one stage).
+- gradient statistics of a trained classifier: ``trained-plain-20-relu-bn-0``;
+- Grad-CAM (``gradcam``): ``20-relu-bn-0`` = depth-variant-seed (both archs of that seed in one stage).
+
+A variant may itself hold ``-`` (``relu-bn``), so the keys are parsed from both ends: arch and depth from
+the left, the seed (or init) from the right.
 """
 
 from __future__ import annotations
@@ -26,17 +30,21 @@ TRAINED_PREFIX = "trained-"
 # --------------------------------------------------------------------------- keys
 
 
-def classifier_key(arch: str, depth: int, variant: str) -> str:
-    return f"{arch}-{depth}-{variant}"
+def classifier_key(arch: str, depth: int, variant: str, seed: int) -> str:
+    return f"{arch}-{depth}-{variant}-{seed}"
 
 
-def split_key(key: str) -> tuple[str, int, str]:
-    """The inverse of :func:`classifier_key`: ``"residual-56-relu-bn"`` -> ``("residual", 56, "relu-bn")``."""
+def split_key(key: str) -> tuple[str, int, str, int]:
+    """The inverse of :func:`classifier_key`: ``"residual-56-relu-bn-0"`` -> ``("residual", 56, "relu-bn", 0)``."""
     try:
-        arch, depth, variant = key.split("-", 2)
-        return arch, int(depth), variant
+        arch, depth, rest = key.split("-", 2)
+        variant, seed = rest.rsplit("-", 1)
+        if not variant or not seed.isdigit():  # "residual-56-relu-bn" (a key of before seeds) is no key
+            raise ValueError
+        return arch, int(depth), variant, int(seed)
     except ValueError:
-        raise UserError(f"{key!r} is not a classifier key <arch>-<depth>-<variant>, e.g. residual-56-relu-bn") from None
+        raise UserError(f"{key!r} is not a classifier key <arch>-<depth>-<variant>-<seed>, "
+                        "e.g. residual-56-relu-bn-0") from None
 
 
 def gradient_key(arch: str, depth: int, variant: str, init: str) -> str:
@@ -49,34 +57,41 @@ def trained_key(key: str) -> str:
 
 
 def split_gradient_name(name: str) -> dict:
-    """``"plain-56-tanh-nobn-default"`` or ``"trained-plain-56-relu-bn"`` -> its matrix fields
-    (``init`` is ``"trained"`` for a trained classifier)."""
+    """``"plain-56-tanh-nobn-default"`` or ``"trained-plain-56-relu-bn-0"`` -> its matrix fields
+    (``init`` is ``"trained"`` for a trained classifier, which also has its ``seed``)."""
     if name.startswith(TRAINED_PREFIX):
-        arch, depth, variant = split_key(name[len(TRAINED_PREFIX):])
-        return {"arch": arch, "depth": depth, "variant": variant, "init": "trained"}
+        arch, depth, variant, seed = split_key(name[len(TRAINED_PREFIX):])
+        return {"arch": arch, "depth": depth, "variant": variant, "init": "trained", "seed": seed}
     try:
         arch, depth, rest = name.split("-", 2)
         variant, init = rest.rsplit("-", 1)
         return {"arch": arch, "depth": int(depth), "variant": variant, "init": init}
     except ValueError:
         raise UserError(f"{name!r} is not a gradient-statistics name <arch>-<depth>-<variant>-<init> or "
-                        f"{TRAINED_PREFIX}<arch>-<depth>-<variant>") from None
+                        f"{TRAINED_PREFIX}<arch>-<depth>-<variant>-<seed>") from None
 
 
-def gradcam_key(depth: int, variant: str) -> str:
-    return f"{depth}-{variant}"
+def gradcam_key(depth: int, variant: str, seed: int) -> str:
+    return f"{depth}-{variant}-{seed}"
 
 
 # --------------------------------------------------------------------------- the matrices of params.yaml
 
 
+def classifier_seeds(params: Mapping) -> list[int]:
+    """``classifier.seeds``: the training seeds of every classifier (``[0]``, one run per model, when the key
+    is absent; :mod:`cnnlab.params.check` validates the value)."""
+    return get(params, "classifier.seeds", [0])
+
+
 def classifier_keys(params: Mapping, by_variant: bool = False) -> list[str]:
     """The keys of every ``train_classifier`` model of the ``classifier`` matrix, in dvc.yaml's order (arch,
-    then depth, then variant) or, with ``by_variant``, variant, depth, arch: the order of the accuracy table."""
+    depth, variant, seed) or, with ``by_variant``, variant, depth, arch, seed: the order of the accuracy table."""
     archs, depths, variants = (get(params, f"classifier.{axis}") for axis in ("archs", "depths", "variants"))
+    seeds = classifier_seeds(params)
     if by_variant:
-        return [classifier_key(a, d, v) for v in variants for d in depths for a in archs]
-    return [classifier_key(a, d, v) for a in archs for d in depths for v in variants]
+        return [classifier_key(a, d, v, s) for v in variants for d in depths for a in archs for s in seeds]
+    return [classifier_key(a, d, v, s) for a in archs for d in depths for v in variants for s in seeds]
 
 
 def gradient_matrix(params: Mapping) -> list[tuple[str, int, str, str]]:
@@ -94,9 +109,9 @@ def gradient_names(params: Mapping) -> dict[str, str]:
     return fresh | trained
 
 
-def gradcam_keys(params: Mapping) -> list[tuple[int, str]]:
-    """(depth, variant) of every ``gradcam`` stage: depth outermost."""
-    return list(product(get(params, "classifier.depths"), get(params, "classifier.variants")))
+def gradcam_keys(params: Mapping) -> list[tuple[int, str, int]]:
+    """(depth, variant, seed) of every ``gradcam`` stage, in dvc.yaml's order: depth outermost."""
+    return list(product(get(params, "classifier.depths"), get(params, "classifier.variants"), classifier_seeds(params)))
 
 
 # --------------------------------------------------------------------------- where the stages write

@@ -1,10 +1,12 @@
 """DVC stage ``compare_classifiers``: the plain-vs-residual accuracy table and figures.
 
 Reads ``metrics/train_classifier/<key>.json`` and the DVCLive curves of exactly the models the
-``classifier`` matrix in params.yaml names (older files of other depths are ignored); writes
+``classifier`` matrix in params.yaml names (older files of other depths or seeds are ignored); writes
 ``metrics/compare_classifiers.json``, ``tables/classifier_accuracy.md`` and ``plots/compare_classifiers/``
-(accuracy.csv, accuracy_by_depth.csv: the same as a long table, curves.csv: every model's per-epoch
-curves in one long table, accuracy_vs_depth.png, test_accuracy_curves.png, train_loss_curves.png).
+(accuracy.csv: mean, std and n over seeds and every seed's accuracy, accuracy_by_depth.csv: the means as a
+long table, curves.csv: every run's per-epoch curves in one long table, accuracy_vs_depth.png,
+test_accuracy_curves.png, train_loss_curves.png). With several ``classifier.seeds`` the table and the
+figures show mean ± std over seeds; with one they read as a single run.
 """
 
 import argparse
@@ -16,6 +18,7 @@ from cnnlab.compare import (
     accuracy_by_depth,
     accuracy_table,
     classifier_labels,
+    several_seeds,
     stack_tables,
     table_metrics,
     to_markdown,
@@ -49,7 +52,8 @@ def main() -> None:
     save_figure(accuracy_vs_depth(table), out / "accuracy_vs_depth.png")
     histories = {k: read_curves(classifier_curves(k)) for k in keys}
     with atomic_path(out / "curves.csv") as tmp:
-        stack_tables(histories, {k: classifier_labels(k) for k in keys}).to_csv(tmp, index=False, float_format="%.6g")
+        labels = {k: classifier_labels(k, with_seed=several_seeds(table)) for k in keys}  # one line per run
+        stack_tables(histories, labels).to_csv(tmp, index=False, float_format="%.6g")
     save_figure(training_curves(histories, "test_accuracy", "test accuracy", "CIFAR-10 test accuracy per epoch"),
                 out / "test_accuracy_curves.png")
     save_figure(training_curves(histories, "train_loss", "training loss (cross-entropy)",

@@ -1,12 +1,13 @@
-"""DVC stage ``gradcam@<depth>-<variant>``: where do the plain and the residual classifier look?
+"""DVC stage ``gradcam@<depth>-<variant>-<seed>``: where do the plain and the residual classifier look?
 
-    python stages/gradcam.py --depth 56 --variant relu-bn [--device cuda]
+    python stages/gradcam.py --depth 56 --variant relu-bn --seed 0 [--device cuda]
 
-Explains the trained ``plain-<depth>-<variant>`` and ``residual-<depth>-<variant>`` classifiers with
+Explains the trained ``plain-<depth>-<variant>-<seed>`` and ``residual-<depth>-<variant>-<seed>`` classifiers
+(``--seed``: their training seed, an entry of ``classifier.seeds``) with
 Grad-CAM at the module ``gradcam.layer`` (default ``layer3``, the last stage's output), always for the
-class each model predicts. Reads ``data/cifar10``, ``models/classifier/{plain,residual}-<key>.pt`` and
-params ``seed``, ``gradcam`` (and ``train_classifier``'s model keys, which built the checkpoints).
-Writes, with ``<key> = <depth>-<variant>``:
+class each model predicts. Reads ``data/cifar10``, ``models/classifier/{plain,residual}-<depth>-<variant>-<seed>.pt``
+and params ``seed`` (which images are sampled), ``gradcam`` (and ``train_classifier``'s model keys, which built
+the checkpoints). Writes, with ``<key> = <depth>-<variant>-<seed>``:
 
 - ``plots/gradcam/<key>/heatmaps.png``: the first test image of every class; rows: image, plain
   overlay, residual overlay;
@@ -43,10 +44,10 @@ from cnnlab.params.sections import gradcam_params
 from cnnlab.pipeline import classifier_key, gradcam_key, gradcam_metrics, gradcam_plots
 
 
-def load_classifier(arch: str, depth: int, variant: str, params: dict, classes: list[str],
+def load_classifier(arch: str, depth: int, variant: str, seed: int, params: dict, classes: list[str],
                     device: torch.device) -> Classifier:
-    """The checkpoint of ``train_classifier@<arch>-<depth>-<variant>``, checked against params and data."""
-    key = classifier_key(arch, depth, variant)
+    """The checkpoint of ``train_classifier@<arch>-<depth>-<variant>-<seed>``, checked against params and data."""
+    key = classifier_key(arch, depth, variant, seed)
     config = {**trained_model_config(params, key), "num_classes": len(classes)}
     model = build_cifar_net(CifarNetConfig.from_dict(config))
     extra = load_trained_classifier(key, model, classes)
@@ -57,6 +58,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--depth", required=True, type=int)
     parser.add_argument("--variant", required=True)
+    parser.add_argument("--seed", required=True, type=int, help="training seed of both classifiers")
     add_device_argument(parser)
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--data", default="data/cifar10")
@@ -64,14 +66,14 @@ def main() -> None:
 
     params = load_params(args.params)
     p = gradcam_params(params)
-    key = gradcam_key(args.depth, args.variant)
+    key = gradcam_key(args.depth, args.variant, args.seed)
     threads = configure_threads()
     seed_everything(p.seed)
     device = pick_device(args.device)
     manifest = load_manifest(args.data)
     classes = list(manifest["classes"])
     test = load_split(args.data, "test")
-    nets = [load_classifier(arch, args.depth, args.variant, params, classes, device) for arch in ARCHS]
+    nets = [load_classifier(arch, args.depth, args.variant, args.seed, params, classes, device) for arch in ARCHS]
     try:
         resolve_layer(nets[0].model, p.layer)
     except UserError as err:
@@ -81,18 +83,19 @@ def main() -> None:
     print(f"gradcam@{key}: {n} test images ({manifest['source']} data), layer {p.layer}, {p.deletion_steps} "
           f"deletion steps, {device}, {threads} threads")
 
-    title = f"Grad-CAM at {p.layer} for the predicted class, depth {args.depth}, {args.variant}"
+    where = f"depth {args.depth}, {args.variant}, seed {args.seed}"
+    title = f"Grad-CAM at {p.layer} for the predicted class, {where}"
     figures = showcase(nets, p.layer, test, classes, class_index, p.k, title, device)
     result = evaluate_models(nets, p.layer, test, p, device)
     figures["deletion.png"] = deletion_curves(
         result.curves, result.labels, result.aucs,
-        f"Deletion curves over {n} test images, depth {args.depth}, {args.variant}")
+        f"Deletion curves over {n} test images, {where}")
 
     out = gradcam_plots(key)
     for name, figure in figures.items():
         save_figure(figure, out / name)
     with atomic_path(out / "deletion.csv") as tmp:
-        deletion_table(result.curves, result.labels, f"depth {args.depth}, {args.variant}").to_csv(
+        deletion_table(result.curves, result.labels, where).to_csv(
             tmp, index=False, float_format="%.6g")
     write_json(gradcam_metrics(key), result.metrics)
 

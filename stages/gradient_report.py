@@ -1,11 +1,11 @@
 """DVC stage ``gradient_report``: the vanishing-gradient table and figures over every model.
 
 Reads ``metrics/gradient_stats/<name>.json`` and ``plots/gradient_stats/<name>/`` of exactly the
-models params.yaml names (``gradient_matrix`` at initialisation, ``classifier`` for trained ones);
-writes ``tables/gradient_stats.md``, ``plots/gradient_report/table.csv``, every model's per-layer profile
-and first/last-layer curves stacked into ``profiles.csv`` and ``first_last.csv`` (columns ``model`` and
-``panel`` first: the data of the overlaid DVC plots) and the figures
-``plots/gradient_report/{profile_rms,profile_l2,grad_norm,grad_std}.png``.
+models params.yaml names (``gradient_matrix`` at initialisation, ``classifier`` for trained ones, one per
+training seed: the table gives their mean ± std over seeds); writes ``tables/gradient_stats.md``,
+``plots/gradient_report/table.csv``, every model's per-layer profile and first/last-layer curves stacked into
+``profiles.csv`` and ``first_last.csv`` (columns ``model`` and ``panel`` first: the data of the overlaid DVC
+plots) and the figures ``plots/gradient_report/{profile_rms,profile_l2,grad_norm,grad_std}.png``.
 """
 
 import argparse
@@ -20,7 +20,7 @@ from cnnlab.figures.gradients import first_last_over_iterations, gradient_profil
 from cnnlab.figures.style import save_figure
 from cnnlab.io import atomic_path, read_json, write_text
 from cnnlab.params import load_params
-from cnnlab.pipeline import gradient_metrics, gradient_names, gradient_plots
+from cnnlab.pipeline import classifier_seeds, gradient_metrics, gradient_names, gradient_plots
 
 
 def main() -> None:
@@ -29,7 +29,8 @@ def main() -> None:
     parser.add_argument("--out", default="plots/gradient_report")
     parser.add_argument("--table", default="tables/gradient_stats.md")
     args = parser.parse_args()
-    names = list(gradient_names(load_params(args.params)))
+    params = load_params(args.params)
+    names = list(gradient_names(params))
     summaries = {n: read_json(gradient_metrics(n)) for n in names}
     table = gradient_table(summaries)
     out = Path(args.out)
@@ -39,7 +40,8 @@ def main() -> None:
 
     profiles = {n: pd.read_csv(gradient_plots(n) / "profile.csv") for n in names}
     first_last = {n: pd.read_csv(gradient_plots(n) / "first_last.csv") for n in names}
-    labels = {n: gradient_labels(n) for n in names}
+    several = len(classifier_seeds(params)) > 1  # then a trained model's seeds are one line each
+    labels = {n: gradient_labels(n, with_seed=several) for n in names}
     for file_name, tables in {"profiles.csv": profiles, "first_last.csv": first_last}.items():
         with atomic_path(out / file_name) as tmp:  # every model in one long table: the overlaid DVC plots
             stack_tables(tables, labels).to_csv(tmp, index=False, float_format="%.6g")

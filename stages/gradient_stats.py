@@ -1,7 +1,7 @@
 """DVC stages ``gradient_stats@<arch>-<depth>-<variant>-<init>`` and ``gradient_stats_trained@<key>``.
 
     python stages/gradient_stats.py --arch plain --depth 56 --variant tanh-nobn --init default
-    python stages/gradient_stats.py --trained plain-56-relu-bn
+    python stages/gradient_stats.py --trained plain-56-relu-bn-0
 
 From a seeded initialisation (or a trained checkpoint of ``train_classifier``), run K SGD iterations
 on real CIFAR-10 batches and record per weight layer and iteration: mean |grad|, RMS, L2 norm, std and
@@ -67,7 +67,7 @@ def main() -> None:
     parser.add_argument("--depth", type=int)
     parser.add_argument("--variant")
     parser.add_argument("--init")
-    parser.add_argument("--trained", metavar="KEY", help="a train_classifier key, e.g. plain-56-relu-bn")
+    parser.add_argument("--trained", metavar="KEY", help="a train_classifier key, e.g. plain-56-relu-bn-0")
     add_device_argument(parser)
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--data", default="data/cifar10")

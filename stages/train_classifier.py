@@ -1,8 +1,9 @@
-"""DVC stage ``train_classifier@<arch>-<depth>-<variant>``: train one CIFAR-10 classifier.
+"""DVC stage ``train_classifier@<arch>-<depth>-<variant>-<seed>``: train one CIFAR-10 classifier.
 
-    python stages/train_classifier.py --arch residual --depth 56 --variant relu-bn [--device cuda]
+    python stages/train_classifier.py --arch residual --depth 56 --variant relu-bn --seed 0 [--device cuda]
 
-Reads ``data/cifar10`` and params ``seed``, ``train_classifier``; writes
+``--seed`` (an entry of ``classifier.seeds``) seeds initialisation, data order and augmentation.
+Reads ``data/cifar10`` and params ``train_classifier``; writes
 ``models/classifier/<key>.pt`` (state dict + the config that built it),
 ``metrics/train_classifier/<key>.json`` and the DVCLive curves ``dvclive/train_classifier/<key>/`` (all
 byte-reproducible), and the wall-clock figures ``metrics/timing/train_classifier/<key>.json``.
@@ -34,12 +35,14 @@ def main() -> None:
     parser.add_argument("--arch", required=True)
     parser.add_argument("--depth", required=True, type=int)
     parser.add_argument("--variant", required=True)
+    parser.add_argument("--seed", required=True, type=int, help="training seed, an entry of classifier.seeds")
     add_device_argument(parser)
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--data", default="data/cifar10")
     args = parser.parse_args()
 
-    p = classifier_params(load_params(args.params), args.arch, args.depth, args.variant, args.device)
+    p = classifier_params(load_params(args.params), args.arch, args.depth, args.variant, args.seed,
+                          args.device)
     distributed.relaunch(p.nproc, p.train.batch_size, "train_classifier.nproc")  # returns at once if nproc is 1
     threads = configure_threads()
     seed_everything(p.seed)

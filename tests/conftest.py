@@ -31,6 +31,7 @@ TINY = {
     "data.cifar10.test_size": 200,
     "segment_mnist.canvas.count": 8,
     "classifier.depths": "[8]",
+    "classifier.seeds": "[0, 1]",  # two training seeds per model: the tables show mean ± std (test_pipeline.py)
     "train_classifier.epochs": 10,
     "train_classifier.batch_size": 32,
     "train_classifier.lr": 0.05,

@@ -65,7 +65,7 @@ def test_checkpoint_mismatches_are_user_errors(tmp_path: Path) -> None:
 
 def test_trained_classifier_is_checked_against_params_and_classes(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    key, hint = "residual-8-relu-bn", "run `dvc repro train_classifier@residual-8-relu-bn`"
+    key, hint = "residual-8-relu-bn-0", "run `dvc repro train_classifier@residual-8-relu-bn-0`"
     config = CifarNetConfig("residual", 8).to_dict()
     with pytest.raises(UserError) as err:
         load_trained_classifier(key, build_cifar_net(CifarNetConfig.from_dict(config)))

@@ -96,7 +96,7 @@ def test_a_stage_with_bad_jobs_fails_in_one_line(tmp_path):
     env.update(CNNLAB_JOBS="0", CNNLAB_DEVICE="cpu", PYTHONPATH=str(ROOT))
     (tmp_path / "params.yaml").write_bytes((ROOT / "params.yaml").read_bytes())
     proc = subprocess.run([sys.executable, str(ROOT / "stages" / "train_classifier.py"), "--arch", "plain",
-                           "--depth", "8", "--variant", "relu-bn"], cwd=tmp_path, env=env,
+                           "--depth", "8", "--variant", "relu-bn", "--seed", "0"], cwd=tmp_path, env=env,
                           capture_output=True, text=True)
     assert_one_line_error(proc, "CNNLAB_JOBS='0' is not a positive integer")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]

@@ -32,8 +32,8 @@ from helpers import assert_one_line_error
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGE = ROOT / "stages" / "gradcam.py"
-DEPTH, VARIANT = 8, "relu-bn"
-KEY = f"{DEPTH}-{VARIANT}"
+DEPTH, VARIANT, SEED = 8, "relu-bn", 1  # a seed other than 0: the key and paths must carry it
+KEY = f"{DEPTH}-{VARIANT}-{SEED}"
 #: 12 images in chunks of 5 exercise a partial last chunk; 30 test images = 3 per class.
 GRADCAM = {"class_name": None, "k": 3, "layer": "layer3", "n_eval": 12, "deletion_steps": 4, "batch_size": 5}
 METRIC_KEYS = {"accuracy", "pointing_game", "energy_in_box", "deletion_auc", "deletion_auc_random"}
@@ -64,14 +64,14 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                            "num_classes": len(manifest["classes"])})
         torch.manual_seed(seed)
         model = build_cifar_net(config)
-        save_checkpoint(root / "models" / "classifier" / f"{classifier_key(arch, DEPTH, VARIANT)}.pt", model,
+        save_checkpoint(root / "models" / "classifier" / f"{classifier_key(arch, DEPTH, VARIANT, SEED)}.pt", model,
                         config.to_dict(), extra)
     return root
 
 
 @pytest.fixture(scope="module")
 def outputs(project: Path) -> Path:
-    proc = run_stage(project, "--depth", str(DEPTH), "--variant", VARIANT)
+    proc = run_stage(project, "--depth", str(DEPTH), "--variant", VARIANT, "--seed", str(SEED))
     assert proc.returncode == 0, proc.stderr
     return project
 
@@ -124,15 +124,16 @@ def test_deletion_table_matches_the_metrics(outputs: Path) -> None:
 
 
 def test_missing_checkpoint_names_the_stage_to_run(project: Path) -> None:
-    proc = run_stage(project, "--depth", "14", "--variant", VARIANT)
-    assert_one_line_error(proc, "models/classifier/plain-14-relu-bn.pt", "dvc repro train_classifier@plain-14-relu-bn")
-    assert not (project / "plots" / "gradcam" / f"14-{VARIANT}").exists()
-    assert not (project / "metrics" / "gradcam" / f"14-{VARIANT}.json").exists()
+    proc = run_stage(project, "--depth", "14", "--variant", VARIANT, "--seed", str(SEED))
+    assert_one_line_error(proc, "models/classifier/plain-14-relu-bn-1.pt",
+                          "dvc repro train_classifier@plain-14-relu-bn-1")
+    assert not (project / "plots" / "gradcam" / f"14-{VARIANT}-{SEED}").exists()
+    assert not (project / "metrics" / "gradcam" / f"14-{VARIANT}-{SEED}.json").exists()
 
 
 def test_bad_layer_lists_the_layers(project: Path) -> None:
     params = write_params(project, "bad_layer.yaml", layer="layer9")
-    proc = run_stage(project, "--depth", str(DEPTH), "--variant", VARIANT, "--params", str(params))
+    proc = run_stage(project, "--depth", str(DEPTH), "--variant", VARIANT, "--seed", str(SEED), "--params", str(params))
     assert_one_line_error(proc, "gradcam.layer", "'layer9'", "did you mean layer3", "stem.conv, stem.bn")
 
 
@@ -144,7 +145,7 @@ def test_evaluation_does_not_depend_on_the_chunk_size(project: Path, monkeypatch
     params = yaml.safe_load((project / "params.yaml").read_text())
     classes = load_manifest("data/cifar10")["classes"]
     test = load_split("data/cifar10", "test")
-    key = classifier_key("residual", DEPTH, VARIANT)
+    key = classifier_key("residual", DEPTH, VARIANT, SEED)
     config = {**trained_model_config(params, key), "num_classes": len(classes)}
     model = build_cifar_net(CifarNetConfig.from_dict(config))
     extra = load_trained_classifier(key, model, classes)
@@ -164,7 +165,7 @@ def test_checkpoint_of_other_classes_is_rejected(project: Path, monkeypatch: pyt
     monkeypatch.chdir(project)
     params = yaml.safe_load((project / "params.yaml").read_text())
     with pytest.raises(UserError, match=r"trained on classes .*disc.* but the data has .*airplane.*dvc repro"):
-        key = classifier_key("plain", DEPTH, VARIANT)
+        key = classifier_key("plain", DEPTH, VARIANT, SEED)
         config = {**trained_model_config(params, key), "num_classes": len(CIFAR10_CLASSES)}
         load_trained_classifier(key, build_cifar_net(CifarNetConfig.from_dict(config)), CIFAR10_CLASSES)
 

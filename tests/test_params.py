@@ -71,8 +71,9 @@ def test_bad_yaml_and_missing_file(tmp_path):
 def test_classifier_params_build_model_and_training_config(base):
     from cnnlab.params.classifiers import classifier_params
 
-    p = classifier_params(base, "residual", 32, "tanh-nobn", device="cpu")
-    assert p.key == "residual-32-tanh-nobn"
+    p = classifier_params(base, "residual", 32, "tanh-nobn", 7, device="cpu")
+    assert p.key == "residual-32-tanh-nobn-7"
+    assert p.seed == p.train.seed == 7 != base["seed"]  # the matrix's training seed, not the top-level one
     assert p.model["activation"] == "tanh" and p.model["batchnorm"] is False and p.model["shortcut"] == "A"
     assert p.train.epochs == base["train_classifier"]["epochs"] and p.train.device == "cpu"
 
@@ -83,6 +84,7 @@ def test_classifier_params_build_model_and_training_config(base):
         (("depth", 35), "depth 35 is not 6n\\+2; nearest valid depths: 32, 38"),
         (("arch", "dense"), "arch 'dense' is not supported: use one of plain, residual"),
         (("variant", "gelu"), "variant='gelu' is not allowed; use one of: relu-bn, tanh-nobn"),
+        (("seed", -1), "classifier.seeds entry=-1 must be >= 0"),
         (("lr", 0), "training lr=0 is invalid: use a number in \\(0, inf\\)"),
         (("epochs", 0), "training epochs=0 is invalid: use an integer >= 1"),
         (("optimizer", "lbfgs"), "training optimizer='lbfgs' is not supported"),
@@ -93,7 +95,7 @@ def test_classifier_params_build_model_and_training_config(base):
 def test_classifier_bad_params(base, change, message):
     from cnnlab.params.classifiers import classifier_params
 
-    args = {"arch": "plain", "depth": 20, "variant": "relu-bn"}
+    args = {"arch": "plain", "depth": 20, "variant": "relu-bn", "seed": 0}
     key, value = change
     if key in args:
         args[key] = value
@@ -110,3 +112,22 @@ def test_gradient_params(base):
     base["gradient_stats"]["iterations"] = 0
     with pytest.raises(UserError, match="gradient_stats.iterations=0 must be >= 1"):
         gradient_params(base)
+
+
+def test_project_trains_one_seed_per_model(base):
+    assert base["classifier"]["seeds"] == [0]  # the default: `dvc repro` costs what it did before seeds
+
+
+@pytest.mark.parametrize("seeds,message", [
+    ([0, 1, 0], r"classifier.seeds=\[0, 1, 0\] repeats 0: list each seed once"),
+    ([0, -2], r"classifier.seeds\[1\]=-2 must be >= 0"),
+    (3, r"classifier.seeds=3 must be a non-empty list of integers"),
+    ([], r"classifier.seeds=\[\] must be a non-empty list of integers"),
+    ([0, 1.5], r"classifier.seeds\[1\]=1.5 must be an integer"),
+])
+def test_bad_seeds_are_a_one_line_error(base, tmp_path, seeds, message):
+    base["classifier"]["seeds"] = seeds
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(base))
+    with pytest.raises(UserError, match=message) as err:
+        load_params(tmp_path / "params.yaml")
+    assert "\n" not in str(err.value)

@@ -37,14 +37,16 @@ def test_all_stages_ran_and_wrote_outputs(repo):
     for path in [
         "metrics/compare_classifiers.json",
         "metrics/gradient_stats/plain-8-tanh-nobn-default.json",
-        "metrics/gradient_stats/trained-residual-8-relu-bn.json",
+        "metrics/gradient_stats/trained-residual-8-relu-bn-0.json",
+        "metrics/gradient_stats/trained-residual-8-relu-bn-1.json",
         "tables/classifier_accuracy.md",
-        "metrics/gradcam/8-relu-bn.json",
+        "metrics/gradcam/8-relu-bn-0.json",
+        "metrics/gradcam/8-relu-bn-1.json",
         "metrics/train_mnist_cnn.json",
         "metrics/train_fcn/upsample.json",
         "metrics/train_fcn/fcn8s.json",
         "plots/train_fcn/fcn8s/canvases.png",
-        "plots/gradcam/8-relu-bn/heatmaps.png",
+        "plots/gradcam/8-relu-bn-1/heatmaps.png",
         "data/mnist/manifest.json",
         "data/cifar10/manifest.json",
         "data/segmented_mnist/canvases.pt",
@@ -64,7 +66,7 @@ def test_trained_stages_learn(repo):
     """On the tiny synthetic data every trained stage beats chance (10 classes: 0.1) by a wide margin,
     which a label shuffle, a mean/std mix-up or a train/test split mix-up would not."""
     dest, _ = repo
-    for key in ("plain-8-relu-bn", "residual-8-relu-bn"):
+    for key in ("plain-8-relu-bn-0", "residual-8-relu-bn-0", "plain-8-relu-bn-1", "residual-8-relu-bn-1"):
         metrics = json.loads((dest / f"metrics/train_classifier/{key}.json").read_text())
         assert metrics["test_acc"] >= 0.25, (key, metrics)  # 200 test images: chance is 0.10 +- 0.02
     assert json.loads((dest / "metrics/train_mnist_cnn.json").read_text())["test_acc"] >= 0.8
@@ -73,11 +75,28 @@ def test_trained_stages_learn(repo):
         assert digits["digit_accuracy"] >= 0.6, (variant, digits)
         assert digits["foreground_iou"] >= 0.3, (variant, digits)
         assert digits["mean_iou"] >= 0.3, (variant, digits)
-    gradcam = json.loads((dest / "metrics/gradcam/8-relu-bn.json").read_text())
+    gradcam = json.loads((dest / "metrics/gradcam/8-relu-bn-0.json").read_text())
     for arch in ("plain", "residual"):
         assert gradcam[arch]["accuracy"] >= 0.25, (arch, gradcam)
         # the heatmap's peak lies inside the object's box far more often than a random point would
         assert gradcam[arch]["pointing_game"] >= gradcam["box_area_fraction"] + 0.15, (arch, gradcam)
+
+
+def test_two_seeds_give_two_runs_and_mean_std_in_the_comparison(repo):
+    """TINY trains every classifier with seeds 0 and 1: different runs, summarised as mean ± std over 2 seeds."""
+    dest, _ = repo
+    runs = [json.loads((dest / f"metrics/train_classifier/residual-8-relu-bn-{s}.json").read_text()) for s in (0, 1)]
+    assert runs[0]["model"] == "residual-8-relu-bn-0" and runs[1]["model"] == "residual-8-relu-bn-1"
+    table = (dest / "tables/classifier_accuracy.md").read_text()
+    assert "| seeds | plain per seed (%) | residual per seed (%) |" in table, table
+    row = next(line for line in table.splitlines() if line.startswith("| relu-bn | 8 |"))
+    assert row.count(" ± ") == 3 and "| 2 |" in row and "nan" not in row.lower(), row
+    entry = json.loads((dest / "metrics/compare_classifiers.json").read_text())["relu-bn"]["depth-8"]
+    accs = [r["test_acc"] for r in runs]
+    assert entry["residual"] == pytest.approx(sum(accs) / 2, abs=1e-4) and entry["residual_n"] == 2
+    assert entry["residual_std"] == pytest.approx(abs(accs[0] - accs[1]) / 2 ** 0.5, abs=1e-4)
+    report = (dest / "reports/report.md").read_text()
+    assert "Mean ± sample std over 2 training seeds per model" in report
 
 
 def test_fcn_train_size_takes_a_subset(repo):
@@ -87,15 +106,20 @@ def test_fcn_train_size_takes_a_subset(repo):
         assert re.search(rf"fcn-{variant}: .*\b800 train digits\b", out), out
 
 
+#: the stages of every classifier of TINY's matrix (depth 8, relu-bn, seeds 0 and 1)
+CLASSIFIERS = [f"{arch}-8-relu-bn-{seed}" for arch in ("plain", "residual") for seed in (0, 1)]
+TRAINED = {f"train_classifier@{k}" for k in CLASSIFIERS}
+TRAINED_GRADIENTS = {f"gradient_stats_trained@{k}" for k in CLASSIFIERS}
+GRADCAM = {"gradcam@8-relu-bn-0", "gradcam@8-relu-bn-1"}
+
 #: one key of every params section -> exactly the stages that read it (dvc.yaml must declare it there
 #: and nowhere else). Downstream stages rerun because their input files change, which DVC sees by hash.
+#: The classifiers do not read the top-level seed: their training seed is the matrix's (classifier.seeds).
 READERS = {
     "seed": {"download@mnist", "download@cifar10", "segment_mnist", "train_mnist_cnn", "train_fcn@upsample",
-             "train_fcn@fcn8s", "train_classifier@plain-8-relu-bn", "train_classifier@residual-8-relu-bn",
-             "gradient_stats@plain-8-relu-bn-default", "gradient_stats@plain-8-tanh-nobn-default",
+             "train_fcn@fcn8s", "gradient_stats@plain-8-relu-bn-default", "gradient_stats@plain-8-tanh-nobn-default",
              "gradient_stats@residual-8-relu-bn-default", "gradient_stats@residual-8-tanh-nobn-default",
-             "gradient_stats_trained@plain-8-relu-bn", "gradient_stats_trained@residual-8-relu-bn",
-             "gradcam@8-relu-bn", "report"},
+             *TRAINED_GRADIENTS, *GRADCAM, "report"},
     "data.source": {"download@mnist", "download@cifar10", "report"},
     "data.mnist.test_size": {"download@mnist", "report"},
     "data.cifar10.train_size": {"download@cifar10", "report"},
@@ -105,15 +129,13 @@ READERS = {
     "train_mnist_cnn.model.dropout": {"train_mnist_cnn", "train_fcn@upsample", "train_fcn@fcn8s"},
     "train_fcn.confusion_pixels": {"train_fcn@upsample", "train_fcn@fcn8s", "report"},
     "train_fcn.fcn8s.decoder_channels": {"train_fcn@fcn8s", "report"},
-    "train_classifier.lr": {"train_classifier@plain-8-relu-bn", "train_classifier@residual-8-relu-bn"},
-    "train_classifier.width": {"train_classifier@plain-8-relu-bn", "train_classifier@residual-8-relu-bn",
-                               "gradient_stats_trained@plain-8-relu-bn", "gradient_stats_trained@residual-8-relu-bn",
-                               "gradcam@8-relu-bn"},
+    "train_classifier.lr": TRAINED,
+    "train_classifier.width": TRAINED | TRAINED_GRADIENTS | GRADCAM,
     "gradient_stats.lr": {"gradient_stats@plain-8-relu-bn-default", "gradient_stats@plain-8-tanh-nobn-default",
                           "gradient_stats@residual-8-relu-bn-default", "gradient_stats@residual-8-tanh-nobn-default",
-                          "gradient_stats_trained@plain-8-relu-bn", "gradient_stats_trained@residual-8-relu-bn"},
-    "gradcam.deletion_steps": {"gradcam@8-relu-bn"},
-    "gradcam.layer": {"gradcam@8-relu-bn", "report"},
+                          *TRAINED_GRADIENTS},
+    "gradcam.deletion_steps": GRADCAM,
+    "gradcam.layer": GRADCAM | {"report"},
 }
 
 
@@ -160,7 +182,7 @@ def test_param_change_reruns_exactly_the_dependent_stages(repo):
     try:
         _set_param(params, "gradcam.deletion_steps", lambda v: v + 1)
         out = run(["dvc", "repro"], dest).stdout
-        assert set(re.findall(r"Running stage '([^']+)'", out)) == {"gradcam@8-relu-bn", "report"}, out
+        assert set(re.findall(r"Running stage '([^']+)'", out)) == GRADCAM | {"report"}, out
     finally:
         params.write_bytes(original)
         run(["dvc", "repro"], dest)
@@ -192,5 +214,7 @@ def test_plots_diff_overlays_two_experiments_with_different_depths(repo):
         assert {r["rev"] for r in rows} == {first, "deeper"}, plot_id
         models = {(r["rev"], r["model"]) for r in rows}
         if plot_id == "cifar10_test_accuracy":
-            both = {(first, "plain-8"), (first, "residual-8"), ("deeper", "plain-14"), ("deeper", "residual-14")}
+            # with several seeds one line per run
+            both = {(first, f"{arch}-8 seed {seed}") for arch in ("plain", "residual") for seed in (0, 1)}
+            both |= {("deeper", f"{arch}-14 seed 0") for arch in ("plain", "residual")}
             assert both <= models

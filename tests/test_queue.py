@@ -55,21 +55,21 @@ def test_queued_sweep_in_parallel_equals_sequential_runs(tmp_path, monkeypatch):
     expected_threads = thread_count()
     for depth, name in zip(DEPTHS, queued, strict=True):
         log = run_in(repo, ["dvc", "queue", "logs", name]).stdout
-        assert f"residual-{depth}-relu-bn: " in log and f"{expected_threads} CPU threads" in log, log
+        assert f"residual-{depth}-relu-bn-0: " in log and f"{expected_threads} CPU threads" in log, log
 
     # the same experiments one after the other in the workspace (-f: train, not restore from the run-cache),
     # with the same thread count: on the CPU the float sums of a convolution depend on how many threads share it
     sequential = [f"s{d}" for d in DEPTHS]
     for depth, name in zip(DEPTHS, sequential, strict=True):
         out = run_in(repo, ["dvc", "exp", "run", "-f", "-n", name, *overrides(depth), *TARGETS]).stdout
-        assert f"Running stage 'train_classifier@residual-{depth}-relu-bn'" in out, out
+        assert f"Running stage 'train_classifier@residual-{depth}-relu-bn-0'" in out, out
 
     metrics = experiment_metrics(repo, {*queued, *sequential})
     for depth in DEPTHS:
-        path = f"metrics/train_classifier/residual-{depth}-relu-bn.json"
+        path = f"metrics/train_classifier/residual-{depth}-relu-bn-0.json"
         q, s = metrics[f"q{depth}"], metrics[f"s{depth}"]
         assert set(q) == {path} and set(s) == {path}, (q, s)
         assert q[path] == s[path]
-        assert q[path]["model"] == f"residual-{depth}-relu-bn" and 0.0 <= q[path]["test_acc"] <= 1.0
+        assert q[path]["model"] == f"residual-{depth}-relu-bn-0" and 0.0 <= q[path]["test_acc"] <= 1.0
     # and the two depths are different models (the comparison above is not vacuous)
     assert metrics["q8"] != metrics["q14"]

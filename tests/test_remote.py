@@ -16,7 +16,7 @@ from helpers import CHEAP_SETTINGS, CHEAP_TARGETS, ROOT, copy_project, git_commi
 TARGETS = CHEAP_TARGETS
 SETTINGS = CHEAP_SETTINGS
 ARTIFACT = "classifier-residual-20-relu-bn"
-MODEL = "models/classifier/residual-20-relu-bn.pt"
+MODEL = "models/classifier/residual-20-relu-bn-0.pt"  # the artifact of seed 0
 
 
 def overrides(depth: int) -> list[str]:
@@ -39,12 +39,12 @@ def test_pull_with_run_cache_makes_repro_a_no_op_elsewhere(tmp_path, monkeypatch
     # an experiment that is never committed (only the run-cache remembers it), then the committed run
     run_in(a, ["dvc", "exp", "run", "-n", "depth8", *overrides(8), *TARGETS])
     run_in(a, ["dvc", "push", "--run-cache"])  # the run entries, and the outputs now in the workspace
-    model8, metrics8 = "models/classifier/residual-8-relu-bn.pt", "metrics/train_classifier/residual-8-relu-bn.json"
+    model8, metrics8 = "models/classifier/residual-8-relu-bn-0.pt", "metrics/train_classifier/residual-8-relu-bn-0.json"
     a_outputs8 = (a / model8).read_bytes(), (a / metrics8).read_bytes()
     out = run_in(a, ["dvc", "exp", "run", "-n", "depth20", *overrides(20), *TARGETS]).stdout
-    assert "Running stage 'train_classifier@residual-20-relu-bn'" in out, out
+    assert "Running stage 'train_classifier@residual-20-relu-bn-0'" in out, out
     git_commit(a, "tiny run: residual-20 on synthetic CIFAR-10")  # dvc.lock, params.yaml and metrics/ (git)
-    assert run_in(a, ["git", "ls-files", "metrics/train_classifier/residual-20-relu-bn.json"]).stdout.strip()
+    assert run_in(a, ["git", "ls-files", "metrics/train_classifier/residual-20-relu-bn-0.json"]).stdout.strip()
     run_in(a, ["git", "tag", "-a", f"{ARTIFACT}@v1.0.0", "-m", "register"])  # a GTO version of the artifact
     run_in(a, ["dvc", "push", "--run-cache"])
 
@@ -64,7 +64,7 @@ def test_pull_with_run_cache_makes_repro_a_no_op_elsewhere(tmp_path, monkeypatch
     out = run_in(b, ["dvc", "exp", "run", "--pull", *overrides(8), *TARGETS]).stdout
     assert_ran_nothing(out)
     # (DVC 3.67 says "is cached - skipping run" when the outputs are in the local cache, this when it fetches them)
-    assert "Pulling data for stage: 'train_classifier@residual-8-relu-bn'" in out, out
+    assert "Pulling data for stage: 'train_classifier@residual-8-relu-bn-0'" in out, out
     assert ((b / model8).read_bytes(), (b / metrics8).read_bytes()) == a_outputs8
 
     # the model registry view of A: the tagged artifact resolves to its commit and path, and downloads
@@ -81,5 +81,5 @@ def test_models_are_dvc_artifacts():
     artifacts = yaml.safe_load((ROOT / "dvc.yaml").read_text())["artifacts"]
     assert all(a["type"] == "model" for a in artifacts.values())
     expected = {"models/mnist_cnn.pt", "models/fcn/upsample.pt", "models/fcn/fcn8s.pt"}
-    expected |= {f"models/classifier/{arch}-{d}-relu-bn.pt" for arch in ("plain", "residual") for d in (20, 32, 56)}
+    expected |= {f"models/classifier/{arch}-{d}-relu-bn-0.pt" for arch in ("plain", "residual") for d in (20, 32, 56)}
     assert {a["path"] for a in artifacts.values()} == expected

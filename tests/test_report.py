@@ -59,17 +59,18 @@ PARAMS = {
     "train_fcn": {"train_size": None, "training": {"epochs": 2}, "upsample": {"training": {"epochs": 6}}, ODD: {}},
     "gradcam": {"layer": "layer3", "n_eval": 20},
 }
-ACCURACY = {"plain-8-relu-bn": 0.50, "residual-8-relu-bn": 0.60, "plain-14-relu-bn": 0.45, "residual-14-relu-bn": 0.662}
+ACCURACY = {"plain-8-relu-bn-0": 0.50, "residual-8-relu-bn-0": 0.60, "plain-14-relu-bn-0": 0.45,
+            "residual-14-relu-bn-0": 0.662}
 # first / last layer mean |grad| per gradient-stats model
 GRADIENTS = {"plain-8-tanh-nobn-default": (1e-6, 1e-3), "plain-14-tanh-nobn-default": (1e-8, 1e-3),
              "residual-8-tanh-nobn-default": (8e-3, 1e-2), "residual-14-tanh-nobn-default": (9e-3, 1e-2),
-             "trained-plain-8-relu-bn": (8e-3, 7e-3), "trained-plain-14-relu-bn": (8e-3, 7e-3),
-             "trained-residual-8-relu-bn": (1e-2, 2e-2), "trained-residual-14-relu-bn": (1e-2, 2e-2)}
+             "trained-plain-8-relu-bn-0": (8e-3, 7e-3), "trained-plain-14-relu-bn-0": (8e-3, 7e-3),
+             "trained-residual-8-relu-bn-0": (1e-2, 2e-2), "trained-residual-14-relu-bn-0": (1e-2, 2e-2)}
 FCN = {"upsample": {"digits": 0.897, "canvases": 0.453}, ODD: {"digits": 0.951, "canvases": 0.901}}
 FIGURES = ["compare_classifiers/accuracy_vs_depth.png", "compare_classifiers/test_accuracy_curves.png",
            "gradient_report/profile_rms.png", "gradient_report/grad_norm.png", "segment_mnist/canvases.png",
            *[f"train_fcn/{v}/{f}" for v in FCN for f in ("canvases.png", "confusion.png")],
-           "gradcam/14-relu-bn/heatmaps.png", "gradcam/14-relu-bn/deletion.png"]
+           "gradcam/14-relu-bn-0/heatmaps.png", "gradcam/14-relu-bn-0/deletion.png"]
 
 
 def write_json(path: Path, obj: dict) -> None:
@@ -102,7 +103,7 @@ def make_tree(root: Path, accuracy: dict[str, float] = ACCURACY) -> Path:
     """The outputs of every stage the report reads (plus a stale classifier of a depth params no longer names)."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "params.yaml").write_text(yaml.safe_dump(PARAMS, sort_keys=False))
-    for key, acc in {**accuracy, "plain-20-relu-bn": 0.9876}.items():
+    for key, acc in {**accuracy, "plain-20-relu-bn-0": 0.9876}.items():
         result = TrainResult(best_epoch=3, best_test_acc=acc, test_loss=1.1, test_acc=acc)
         write_json(root / f"metrics/train_classifier/{key}.json",
                    result_metrics(result, model=key, params=75290 if "-8-" in key else 172890))
@@ -119,7 +120,7 @@ def make_tree(root: Path, accuracy: dict[str, float] = ACCURACY) -> Path:
             "digits": segmentation(iou["digits"], 50), "canvases": segmentation(iou["canvases"], 35)})
         per_class_iou(root / f"plots/train_fcn/{variant}/per_class_iou.csv", iou)
     for depth, plain_random in ((8, 0.1804), (14, 0.2934)):  # at depth 8 the AUCs differ in hidden digits only
-        write_json(root / f"metrics/gradcam/{depth}-relu-bn.json", {
+        write_json(root / f"metrics/gradcam/{depth}-relu-bn-0.json", {
             "images": 20, "box_area_fraction": 0.27,
             "plain": {"accuracy": 0.442, "pointing_game": 0.96, "energy_in_box": 0.67, "deletion_auc": 0.1801,
                       "deletion_auc_random": plain_random},
@@ -204,7 +205,7 @@ def test_captions_state_this_runs_numbers(tree, tmp_path):
     (0.40, "The residual network is ahead at depth 8 and the plain network is ahead at depth 14."),
 ])
 def test_accuracy_caption_follows_the_numbers(tmp_path, residual_14, claim):
-    root = make_tree(tmp_path / "run", {**ACCURACY, "residual-14-relu-bn": residual_14})
+    root = make_tree(tmp_path / "run", {**ACCURACY, "residual-14-relu-bn-0": residual_14})
     md, _ = render(root, tmp_path / "out")
     assert claim in md.replace("\\", "")
     assert "rises with depth (+10.0" not in md
@@ -297,12 +298,12 @@ def test_same_inputs_give_identical_bytes(tree, tmp_path):
 
 
 @pytest.mark.parametrize("rel,stage", [
-    ("metrics/train_classifier/residual-14-relu-bn.json", "train_classifier@residual-14-relu-bn"),
-    ("metrics/gradient_stats/trained-plain-8-relu-bn.json", "gradient_stats_trained@plain-8-relu-bn"),
+    ("metrics/train_classifier/residual-14-relu-bn-0.json", "train_classifier@residual-14-relu-bn-0"),
+    ("metrics/gradient_stats/trained-plain-8-relu-bn-0.json", "gradient_stats_trained@plain-8-relu-bn-0"),
     ("metrics/gradient_stats/plain-14-tanh-nobn-default.json", "gradient_stats@plain-14-tanh-nobn-default"),
     ("metrics/train_fcn/upsample.json", "train_fcn@upsample"),
     ("plots/train_fcn/upsample/per_class_iou.csv", "train_fcn@upsample"),
-    ("metrics/gradcam/8-relu-bn.json", "gradcam@8-relu-bn"),
+    ("metrics/gradcam/8-relu-bn-0.json", "gradcam@8-relu-bn-0"),
     ("plots/gradient_report/profile_rms.png", "gradient_report"),
 ])
 def test_missing_input_names_file_and_stage(tree, rel, stage):
@@ -344,3 +345,47 @@ def test_percentages_round_half_up_as_the_tables_show_them():
     assert pct(0.6615) == "66.2 %" and pct(0.6605) == "66.1 %" and pct(0.1) == "10.0 %"
     assert pp(0.6605 - 0.431) == "+23.0 pp" and pp(-0.116) == "-11.6 pp"
     assert pp(-0.0004) == "+0.0 pp" and pct(None) == MISSING
+
+
+def add_seed_1(root: Path, shift: float = 0.02) -> dict:
+    """A second training seed of every classifier (accuracies ``shift`` higher, the same gradients and Grad-CAM
+    numbers but plain's accuracy), and the params that name it."""
+    params = {**PARAMS, "classifier": {**PARAMS["classifier"], "seeds": [0, 1]}}
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for key, acc in ACCURACY.items():
+        seed_1 = key.removesuffix("-0") + "-1"
+        result = TrainResult(best_epoch=3, best_test_acc=acc + shift, test_loss=1.1, test_acc=acc + shift)
+        write_json(root / f"metrics/train_classifier/{seed_1}.json",
+                   result_metrics(result, model=seed_1, params=75290 if "-8-" in key else 172890))
+    for name in [n for n in GRADIENTS if n.startswith("trained-")]:
+        shutil.copy(root / f"metrics/gradient_stats/{name}.json",
+                    root / f"metrics/gradient_stats/{name.removesuffix('-0')}-1.json")
+    for depth in (8, 14):
+        metrics = json.loads((root / f"metrics/gradcam/{depth}-relu-bn-0.json").read_text())
+        metrics["plain"]["accuracy"] += 0.1
+        write_json(root / f"metrics/gradcam/{depth}-relu-bn-1.json", metrics)
+    return params
+
+
+def test_several_seeds_show_mean_std_and_the_seed_count(tree, tmp_path):
+    params = add_seed_1(tree)
+    write_report(build_report(tree, params), tmp_path / "out")
+    md = (tmp_path / "out" / "report.md").read_text()
+    rows = table_rows(md)
+    # seeds 0 and 1: plain 45 / 47 %, residual 66.2 / 68.2 % -> mean ± sample std (std of two = |a - b| / sqrt 2)
+    assert ["relu-bn", "14", "0.173M", "46.00 ± 1.41", "67.20 ± 1.41", "+21.20 ± 0.00", "2", ""] in rows
+    assert ["14", "relu-bn", "plain-14", "20", "2", "0.492 ± 0.071", "0.180 ± 0.000", "0.293 ± 0.000", "0.960 ± 0.000",
+            "0.670 ± 0.000", "0.270"] in rows
+    assert ["relu-bn", "trained", "14", "residual", "0.01 ± 0", "0.02 ± 0", "0.5 ± 0", "0.5 ± 0", "2", ""] in rows
+    text = md.replace("\\", "")
+    for claim in [
+        "at depth 14 the residual network reaches 67.2 ± 1.4 % test accuracy and the plain one 46.0 ± 1.4 % "
+        "(+21.2 ± 0.0 pp)",
+        "(Mean ± sample std over 2 training seeds per model; the gap is paired by seed.)",
+        "depth 14: residual 67.2 ± 1.4 %, plain 46.0 ± 1.4 %",
+        "for the 4 classifiers, 2 training seeds each",
+        "The best final accuracy (means over seeds) is 67.2 ± 1.4 % (residual-14-relu-bn)",
+        "depth 14, relu-bn, seed 0",
+    ]:
+        assert claim in text, claim
+    assert "nan" not in md.lower()

@@ -27,8 +27,8 @@ from cnnlab.training import TrainConfig, fit
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGE = ROOT / "stages" / "train_classifier.py"
-KEY = "plain-8-relu-bn"
-ARGS = ["--arch", "plain", "--depth", "8", "--variant", "relu-bn"]
+KEY = "plain-8-relu-bn-0"
+ARGS = ["--arch", "plain", "--depth", "8", "--variant", "relu-bn", "--seed", "0"]
 EPOCHS = 3
 STATE = Path(".cnnlab-resume/train_classifier") / f"{KEY}.pt"
 #: every output train_classifier declares in dvc.yaml except the timing file (wall-clock by nature)

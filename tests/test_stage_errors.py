@@ -25,17 +25,18 @@ def run_stage(tmp_path: Path, script: str, *args: str) -> subprocess.CompletedPr
 @pytest.mark.parametrize(
     "script,args,pattern",
     [
-        ("train_classifier.py", ["--arch", "plain", "--depth", "20", "--variant", "relu-bn"],
+        ("train_classifier.py", ["--arch", "plain", "--depth", "20", "--variant", "relu-bn", "--seed", "0"],
          r"dataset data/cifar10 is missing .*run `dvc repro download`"),
-        ("train_classifier.py", ["--arch", "plain", "--depth", "21", "--variant", "relu-bn"],
+        ("train_classifier.py", ["--arch", "plain", "--depth", "21", "--variant", "relu-bn", "--seed", "0"],
          r"depth 21 is not 6n\+2; nearest valid depths: 20, 26"),
-        ("train_classifier.py", ["--arch", "plain", "--depth", "20", "--variant", "relu-bn", "--device", "cuda:7"],
+        ("train_classifier.py", ["--arch", "plain", "--depth", "20", "--variant", "relu-bn", "--seed", "0",
+                                 "--device", "cuda:7"],
          r"asked for CUDA but no CUDA device is available|cuda:7"),
-        ("gradient_stats.py", ["--trained", "plain-20-relu-bn"],
-         r"no trained checkpoint models/classifier/plain-20-relu-bn.pt: "
-         r"run `dvc repro train_classifier@plain-20-relu-bn`"),
+        ("gradient_stats.py", ["--trained", "plain-20-relu-bn-0"],
+         r"no trained checkpoint models/classifier/plain-20-relu-bn-0.pt: "
+         r"run `dvc repro train_classifier@plain-20-relu-bn-0`"),
         ("segment_mnist.py", [], r"dataset data/mnist is missing"),
-        ("compare_classifiers.py", [], r"metrics/train_classifier/plain-20-relu-bn.json does not exist"),
+        ("compare_classifiers.py", [], r"metrics/train_classifier/plain-20-relu-bn-0.json does not exist"),
     ],
 )
 def test_stage_bad_input(tmp_path, script, args, pattern):

@@ -52,6 +52,8 @@ class GradientGrid:
         self.fig.tight_layout(rect=(0, 0, 1, 1.0 - 0.75 * inch))
         if legend_from is not None:
             handles, labels = legend_from.get_legend_handles_labels()
+            unique = dict(zip(labels, handles, strict=True))  # the training seeds of one model share a label
+            handles, labels = list(unique.values()), list(unique)
             self.fig.legend(handles, labels, loc="upper center", ncol=len(labels), fontsize=8,
                             bbox_to_anchor=(0.5, 1.0 - 0.4 * inch), frameon=False)
         return self.fig
@@ -60,7 +62,8 @@ class GradientGrid:
 def gradient_profiles(profiles: dict[str, pd.DataFrame], column: str, ylabel: str, title: str) -> plt.Figure:
     """Per-layer gradient profile (``column`` of :func:`cnnlab.gradients.layer_profile`), plain vs residual.
 
-    ``profiles`` maps gradient-stats names (``"plain-56-tanh-nobn-default"``, ``"trained-..."``) to profiles.
+    ``profiles`` maps gradient-stats names (``"plain-56-tanh-nobn-default"``, ``"trained-..."``) to profiles;
+    the training seeds of a trained model are one line each, in the same colour.
     """
     grid = GradientGrid(list(profiles))
     for name, frame in profiles.items():

@@ -18,13 +18,22 @@ from cnnlab.params.classifiers import classifier_params, model_config, trained_m
 from cnnlab.params.datasets import DATASETS, data_params
 from cnnlab.params.sections import gradcam_params, gradient_params, segment_params
 from cnnlab.params.segmentation import fcn_params, mnist_cnn_params
-from cnnlab.pipeline import classifier_keys, gradient_matrix, split_key
+from cnnlab.pipeline import classifier_keys, classifier_seeds, gradient_matrix, split_key
 
 
 def _names(key: str, value: Any) -> list[str]:
     if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
         raise UserError(f"params.yaml: {key}={value!r} must be a non-empty list of names")
     return value
+
+
+def _seeds(key: str, value: Any) -> list[int]:
+    """Distinct integers >= 0: a repeated seed would name two matrix entries (and outputs) the same."""
+    seeds = integer_list(key, value, 0)
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise UserError(f"params.yaml: {key}={value!r} repeats {', '.join(map(str, repeated))}: list each seed once")
+    return seeds
 
 
 def validate_params(params: dict) -> None:
@@ -44,6 +53,7 @@ def validate_params(params: dict) -> None:
         _names("classifier.archs", get(params, "classifier.archs"))
         integer_list("classifier.depths", get(params, "classifier.depths"), 1)
         _names("classifier.variants", get(params, "classifier.variants"))
+        _seeds("classifier.seeds", classifier_seeds(params))
         if "train_classifier" in params:
             for key in classifier_keys(params):
                 classifier_params(params, *split_key(key))
@@ -58,7 +68,8 @@ def validate_params(params: dict) -> None:
     if "gradcam" in params:
         p = gradcam_params(params)
         if "classifier" in params and "train_classifier" in params:
-            for key in classifier_keys(params):
+            seed = classifier_seeds(params)[0]  # the seeds of a model share its architecture: check one
+            for key in classifier_keys({**params, "classifier": {**params["classifier"], "seeds": [seed]}}):
                 net = build_cifar_net(CifarNetConfig.from_dict(trained_model_config(params, key)))
                 try:
                     resolve_layer(net, p.layer)

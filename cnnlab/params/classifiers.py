@@ -22,19 +22,24 @@ MODEL_KEYS = ("shortcut", "width", "init")  # model switches set in train_classi
 
 @dataclass(frozen=True)
 class ClassifierParams:
-    key: str  # "residual-56-relu-bn": the matrix key that names every output of the model
+    key: str  # "residual-56-relu-bn-0": the matrix key that names every output of the model
     model: dict  # CifarNetConfig fields
     train: TrainConfig
     augment: bool
-    seed: int
+    seed: int  # the training seed: an entry of classifier.seeds, not the top-level seed
     nproc: int = 1  # processes (devices) training the model together, via torchrun when > 1
 
 
-def classifier_params(params: dict, arch: str, depth: int, variant: str, device: str | None = None) -> ClassifierParams:
-    """The model and training config of one classifier of the ``classifier`` matrix."""
+def classifier_params(params: dict, arch: str, depth: int, variant: str, seed: int,
+                      device: str | None = None) -> ClassifierParams:
+    """The model and training config of one classifier of the ``classifier`` matrix.
+
+    ``seed`` (the matrix's seed axis, ``classifier.seeds``) seeds initialisation, data order and augmentation,
+    so that several runs of one model differ only by chance; the top-level ``seed`` plays no part here.
+    """
     model = model_config(arch, depth, variant, params=params)  # validates arch, depth (6n+2), variant, ...
     section = {k: v for k, v in get(params, "train_classifier").items() if k not in MODEL_KEYS}
-    seed = integer("seed", get(params, "seed"), 0)
+    seed = integer("classifier.seeds entry", seed, 0)
     augment = boolean("train_classifier.augment", section.pop("augment", True))
     nproc = integer("train_classifier.nproc", section.pop("nproc", 1), 1)
     try:
@@ -42,7 +47,7 @@ def classifier_params(params: dict, arch: str, depth: int, variant: str, device:
         train.validate(n_train=sys.maxsize)  # all but batch_size vs. data size, which fit() checks on the data
     except UserError as err:
         raise UserError(f"params.yaml: train_classifier: {err}") from None
-    return ClassifierParams(classifier_key(arch, depth, variant), model, train, augment, seed, nproc)
+    return ClassifierParams(classifier_key(arch, depth, variant, seed), model, train, augment, seed, nproc)
 
 
 def model_config(arch: str, depth: int, variant: str, init: str | None = None, params: dict | None = None) -> dict:
@@ -59,4 +64,5 @@ def model_config(arch: str, depth: int, variant: str, init: str | None = None, p
 
 def trained_model_config(params: dict, key: str) -> dict:
     """The CIFAR net config the params describe for ``train_classifier@<key>`` (what its checkpoint must hold)."""
-    return model_config(*split_key(key), params=params)
+    arch, depth, variant, _seed = split_key(key)  # the seed changes the weights, not the architecture
+    return model_config(arch, depth, variant, params=params)

@@ -25,6 +25,20 @@ def pp(v: float | None, digits: int = 1) -> str:
     return MISSING if is_missing(v) else f"{half_up(100 * v, digits):+} pp"
 
 
+def pct_std(mean: float | None, std: float | None, digits: int = 1) -> str:
+    """A mean accuracy over seeds with its sample std: "66.2 ± 0.4 %"; just :func:`pct` without a std (one seed)."""
+    if is_missing(mean) or is_missing(std):
+        return pct(mean, digits)
+    return f"{half_up(100 * mean, digits)} ± {half_up(100 * std, digits)} %"
+
+
+def pp_std(mean: float | None, std: float | None, digits: int = 1) -> str:
+    """A mean gap over seeds with its sample std: "+11.6 ± 0.8 pp"; just :func:`pp` without a std."""
+    if is_missing(mean) or is_missing(std):
+        return pp(mean, digits)
+    return f"{half_up(100 * mean, digits):+} ± {half_up(100 * std, digits)} pp"
+
+
 def sci(v: float | None) -> str:
     """Two significant digits, in exponent form outside [0.001, 10000): 0.78, 1.5e-04."""
     if is_missing(v):
