@@ -8,6 +8,8 @@ Keys:
 
 - classifier (``train_classifier``, ``gradient_stats_trained``): ``plain-20-relu-bn-0`` =
   arch-depth-variant-seed (the seed is the classifier's training seed, an entry of ``classifier.seeds``);
+- a model over all its seeds (tables and figures group by it, no stage has it): ``plain-20-relu-bn`` =
+  arch-depth-variant (:func:`model_name`);
 - gradient statistics at initialisation (``gradient_stats``): ``plain-20-tanh-nobn-default`` (+ init);
 - gradient statistics of a trained classifier: ``trained-plain-20-relu-bn-0``;
 - Grad-CAM (``gradcam``): ``20-relu-bn-0`` = depth-variant-seed (both archs of that seed in one stage).
@@ -30,8 +32,14 @@ TRAINED_PREFIX = "trained-"
 # --------------------------------------------------------------------------- keys
 
 
+def model_name(arch: str, depth: int, variant: str) -> str:
+    """``"residual-56-relu-bn"``: one model of the matrix over all its training seeds (what the comparisons
+    group by); no stage has this key."""
+    return f"{arch}-{depth}-{variant}"
+
+
 def classifier_key(arch: str, depth: int, variant: str, seed: int) -> str:
-    return f"{arch}-{depth}-{variant}-{seed}"
+    return f"{model_name(arch, depth, variant)}-{seed}"
 
 
 def split_key(key: str) -> tuple[str, int, str, int]:

@@ -9,6 +9,7 @@ from cnnlab.pipeline import (
     gradcam_key,
     gradcam_keys,
     gradient_names,
+    model_name,
     split_gradient_name,
     split_key,
     trained_key,
@@ -22,6 +23,13 @@ def test_classifier_key_round_trips_with_a_hyphenated_variant():
     assert classifier_key("residual", 32, "relu-bn", 0) == "residual-32-relu-bn-0"  # DVC's ${key} of the matrix
     for fields in (("residual", 32, "relu-bn", 0), ("plain", 110, "tanh-nobn", 17)):
         assert split_key(classifier_key(*fields)) == fields
+
+
+def test_the_model_name_is_the_key_without_its_seed():
+    # what tables and figures group the seeds of one model by
+    assert model_name("residual", 32, "relu-bn") == "residual-32-relu-bn"
+    arch, depth, variant, _ = split_key("residual-32-relu-bn-7")
+    assert model_name(arch, depth, variant) == "residual-32-relu-bn"
 
 
 @pytest.mark.parametrize("key", ["residual-32-relu-bn", "residual-32-relu-bn-x", "residual-x-relu-bn-0", "plain"])

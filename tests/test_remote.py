@@ -15,7 +15,7 @@ from helpers import CHEAP_SETTINGS, CHEAP_TARGETS, ROOT, copy_project, git_commi
 
 TARGETS = CHEAP_TARGETS
 SETTINGS = CHEAP_SETTINGS
-ARTIFACT = "classifier-residual-20-relu-bn"
+ARTIFACT = "classifier-residual-20-relu-bn-0"
 MODEL = "models/classifier/residual-20-relu-bn-0.pt"  # the artifact of seed 0
 
 

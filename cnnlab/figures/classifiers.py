@@ -11,7 +11,7 @@ import pandas as pd
 
 from cnnlab.compare import ARCHS, seed_columns, several_seeds
 from cnnlab.figures.style import ARCH_COLORS, plt
-from cnnlab.pipeline import split_key
+from cnnlab.pipeline import model_name, split_key
 
 DEPTH_STYLES = ["-", "--", ":", "-."]
 SEED_DOT = {"s": 14, "alpha": 0.6, "linewidths": 0, "zorder": 3}
@@ -71,7 +71,7 @@ def training_curves(histories: dict[str, pd.DataFrame], metric: str, ylabel: str
     for (arch, depth, variant), frames in groups.items():
         style = DEPTH_STYLES[depths.index(depth) % len(DEPTH_STYLES)]
         runs = pd.concat([f.set_index("epoch")[metric] for f in frames], axis=1)  # one column per seed
-        label = f"{arch}-{depth}-{variant}"
+        label = model_name(arch, depth, variant)
         if len(frames) > 1:
             ax.fill_between(runs.index, runs.min(axis=1), runs.max(axis=1), color=ARCH_COLORS[arch], alpha=0.2,
                             linewidth=0)

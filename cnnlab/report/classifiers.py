@@ -6,7 +6,7 @@ import pandas as pd
 
 from cnnlab.compare import ARCHS, accuracy_table, seed_columns, several_seeds
 from cnnlab.config import get
-from cnnlab.pipeline import classifier_key, classifier_keys, classifier_metrics, classifier_seeds, split_key
+from cnnlab.pipeline import classifier_key, classifier_keys, classifier_metrics, classifier_seeds, model_name, split_key
 from cnnlab.report.document import Block, Heading, Paragraph, Table
 from cnnlab.report.run import Run
 from cnnlab.report.text import fixed, half_up, pct_std, plural, pp, pp_std, series, trend, words
@@ -73,13 +73,13 @@ def _cell(mean: float, std: float, signed: bool = False) -> str:
 
 def _model_means(table: pd.DataFrame) -> dict[str, tuple[float, float]]:
     """``arch-depth-variant`` -> (mean, std) of its finished seeds, for every model with an accuracy."""
-    return {f"{arch}-{r['depth']}-{r['variant']}": (r[arch], r[f"{arch}_std"])
+    return {model_name(arch, r["depth"], r["variant"]): (r[arch], r[f"{arch}_std"])
             for _, r in table.iterrows() for arch in ARCHS if not is_missing(r[arch])}
 
 
 def _run_label(key: str, with_seed: bool) -> str:
     arch, depth, variant, seed = split_key(key)
-    return f"{arch}-{depth}-{variant}" + (f" (seed {seed})" if with_seed else "")
+    return model_name(arch, depth, variant) + (f" (seed {seed})" if with_seed else "")
 
 
 def _curves_caption(table: pd.DataFrame, metrics: dict[str, dict], epochs: int) -> str:
