@@ -90,9 +90,9 @@ def boolean(key: str, value: Any) -> bool:
     return value
 
 
-def integer_list(key: str, value: Any, minimum: int | None = None) -> list[int]:
+def integer_list(key: str, value: Any, minimum: int | None = None, example: str = "[20, 56]") -> list[int]:
     if not isinstance(value, list) or not value:
-        raise UserError(f"params.yaml: {key}={value!r} must be a non-empty list of integers, e.g. [20, 56]")
+        raise UserError(f"params.yaml: {key}={value!r} must be a non-empty list of integers, e.g. {example}")
     return [integer(f"{key}[{i}]", v, minimum) for i, v in enumerate(value)]
 
 

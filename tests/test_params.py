@@ -121,7 +121,7 @@ def test_project_trains_one_seed_per_model(base):
 @pytest.mark.parametrize("seeds,message", [
     ([0, 1, 0], r"classifier.seeds=\[0, 1, 0\] repeats 0: list each seed once"),
     ([0, -2], r"classifier.seeds\[1\]=-2 must be >= 0"),
-    (3, r"classifier.seeds=3 must be a non-empty list of integers"),
+    (3, r"classifier.seeds=3 must be a non-empty list of integers, e.g. \[0, 1, 2\]"),
     ([], r"classifier.seeds=\[\] must be a non-empty list of integers"),
     ([0, 1.5], r"classifier.seeds\[1\]=1.5 must be an integer"),
 ])

@@ -29,7 +29,7 @@ def _names(key: str, value: Any) -> list[str]:
 
 def _seeds(key: str, value: Any) -> list[int]:
     """Distinct integers >= 0: a repeated seed would name two matrix entries (and outputs) the same."""
-    seeds = integer_list(key, value, 0)
+    seeds = integer_list(key, value, 0, example="[0, 1, 2]")
     repeated = sorted({s for s in seeds if seeds.count(s) > 1})
     if repeated:
         raise UserError(f"params.yaml: {key}={value!r} repeats {', '.join(map(str, repeated))}: list each seed once")
