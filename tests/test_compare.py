@@ -91,6 +91,18 @@ def test_three_seeds_in_the_markdown_table():
     assert "nan" not in md.lower()
 
 
+def test_a_negative_gap_over_three_seeds():
+    # plain 0.80/0.82/0.84 (mean 0.82, std 0.02), residual 0.70/0.71/0.75 (mean 0.72, std sqrt(0.0007));
+    # paired gaps -0.10/-0.11/-0.09: mean -0.10, std 0.01 (unpaired, the stds would add up to about 0.033)
+    accs = {0: (0.80, 0.70), 1: (0.82, 0.71), 2: (0.84, 0.75)}
+    row = accuracy_table([metric(f"{arch}-32-relu-bn-{seed}", acc) for seed, pair in accs.items()
+                          for arch, acc in zip(("plain", "residual"), pair, strict=True)]).iloc[0]
+    assert row["residual"] == pytest.approx(0.72) and row["residual_std"] == pytest.approx(math.sqrt(0.0007))
+    assert row["residual_minus_plain"] == pytest.approx(-0.10)
+    assert row["residual_minus_plain_std"] == pytest.approx(0.01)
+    assert "-10.00 ± 1.00" in to_markdown(pd.DataFrame([row]))
+
+
 def test_one_seed_reads_as_before_seeds():
     table = accuracy_table([metric("plain-20-relu-bn-0", 0.80), metric("residual-20-relu-bn-0", 0.85)])
     assert table.loc[0, "plain_n"] == 1 and pd.isna(table.loc[0, "plain_std"])
