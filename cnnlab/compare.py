@@ -65,6 +65,15 @@ def several_seeds(table: pd.DataFrame) -> bool:
     return len(seed_columns(table, "plain")) > 1
 
 
+def accuracy_csv(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`accuracy_table` as ``plots/compare_classifiers/accuracy.csv`` writes it: every column with
+    several seeds; with one, the columns of a single run (the std, n and per-seed columns would only repeat
+    the means or be empty)."""
+    if several_seeds(table):
+        return table
+    return table[["variant", "depth", *ACCURACY_COLUMNS, "note"]]
+
+
 def accuracy_by_depth(table: pd.DataFrame) -> pd.DataFrame:
     """:func:`accuracy_table` as a long table (``model`` = arch, ``panel`` = variant, ``depth``,
     ``test_accuracy``: the mean over seeds): the data of the DVC plot of accuracy against depth."""

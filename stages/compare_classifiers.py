@@ -3,10 +3,10 @@
 Reads ``metrics/train_classifier/<key>.json`` and the DVCLive curves of exactly the models the
 ``classifier`` matrix in params.yaml names (older files of other depths or seeds are ignored); writes
 ``metrics/compare_classifiers.json``, ``tables/classifier_accuracy.md`` and ``plots/compare_classifiers/``
-(accuracy.csv: mean, std and n over seeds and every seed's accuracy, accuracy_by_depth.csv: the means as a
-long table, curves.csv: every run's per-epoch curves in one long table, accuracy_vs_depth.png,
-test_accuracy_curves.png, train_loss_curves.png). With several ``classifier.seeds`` the table and the
-figures show mean ± std over seeds; with one they read as a single run.
+(accuracy.csv: the accuracies, with several seeds their mean, std and n and every seed's accuracy,
+accuracy_by_depth.csv: the means as a long table, curves.csv: every run's per-epoch curves in one long table,
+accuracy_vs_depth.png, test_accuracy_curves.png, train_loss_curves.png). With several ``classifier.seeds``
+the table and the figures show mean ± std over seeds; with one they read as a single run.
 """
 
 import argparse
@@ -16,6 +16,7 @@ import _env  # noqa: F401  (first: one-line error outside the project's environm
 
 from cnnlab.compare import (
     accuracy_by_depth,
+    accuracy_csv,
     accuracy_table,
     classifier_labels,
     several_seeds,
@@ -44,7 +45,7 @@ def main() -> None:
     table = accuracy_table(metrics)
     out = Path(args.out)
     with atomic_path(out / "accuracy.csv") as tmp:
-        table.to_csv(tmp, index=False, float_format="%.4f")
+        accuracy_csv(table).to_csv(tmp, index=False, float_format="%.4f")
     with atomic_path(out / "accuracy_by_depth.csv") as tmp:
         accuracy_by_depth(table).to_csv(tmp, index=False, float_format="%.4f")
     write_text(args.table, to_markdown(table))

@@ -8,6 +8,7 @@ import pytest
 from cnnlab.compare import (
     GRADIENT_HEADLINE,
     accuracy_by_depth,
+    accuracy_csv,
     accuracy_table,
     classifier_labels,
     gradient_headline,
@@ -78,6 +79,7 @@ def test_three_seeds_give_mean_sample_std_and_paired_gap():
     assert row["residual_minus_plain"] == pytest.approx(0.04) and row["residual_minus_plain_std"] == pytest.approx(0.01)
     assert row["plain_n"] == row["residual_n"] == row["residual_minus_plain_n"] == 3
     assert [row[f"plain_seed{s}"] for s in THREE_SEEDS] == [0.80, 0.82, 0.84]  # every seed kept (the CSV)
+    assert {"plain_std", "plain_n", "residual_seed2"} <= set(accuracy_csv(accuracy_table(three_seed_metrics())))
     entry = table_metrics(accuracy_table(three_seed_metrics()))["relu-bn"]["depth-20"]
     assert entry == {"plain": 0.82, "plain_std": 0.02, "plain_n": 3, "residual": 0.86, "residual_std": 0.0173,
                      "residual_n": 3, "residual_minus_plain": 0.04, "residual_minus_plain_std": 0.01,
@@ -111,6 +113,8 @@ def test_one_seed_reads_as_before_seeds():
     header = "| variant | depth | plain acc. (%) | residual acc. (%) | residual − plain (pp) | note |"
     assert md.splitlines()[0] == header
     assert "±" not in md and "nan" not in md.lower()
+    assert list(accuracy_csv(table).columns) == ["variant", "depth", "plain", "residual", "residual_minus_plain",
+                                                 "note"]
 
 
 def test_a_diverged_seed_leaves_the_means_and_the_gap_of_its_pair():
