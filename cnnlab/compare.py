@@ -159,10 +159,11 @@ def stack_tables(tables: dict[str, pd.DataFrame], labels: dict[str, dict]) -> pd
 
 def classifier_labels(key: str, with_seed: bool = False) -> dict:
     """``model`` (arch-depth, with ``with_seed`` also ``seed <s>``: one line per run in the overlaid DVC plots),
-    ``panel`` (variant) and the fields of a train_classifier key."""
+    ``panel`` (variant) and the fields of a train_classifier key (the seed only ``with_seed``: a single seed's
+    curves.csv keeps the columns of a single run)."""
     arch, depth, variant, seed = split_key(key)
-    model = f"{arch}-{depth}" + (f" seed {seed}" if with_seed else "")
-    return {"model": model, "panel": variant, "arch": arch, "depth": depth, "variant": variant, "seed": seed}
+    labels = {"model": f"{arch}-{depth}", "panel": variant, "arch": arch, "depth": depth, "variant": variant}
+    return (labels | {"model": f"{arch}-{depth} seed {seed}", "seed": seed}) if with_seed else labels
 
 
 def gradient_labels(name: str, with_seed: bool = False) -> dict:

@@ -198,9 +198,9 @@ def test_stack_tables_puts_the_labels_first_and_keeps_every_row():
 
 def test_gradient_labels_split_model_from_panel():
     assert classifier_labels("residual-56-tanh-nobn-0") == {
-        "model": "residual-56", "panel": "tanh-nobn", "arch": "residual", "depth": 56, "variant": "tanh-nobn",
-        "seed": 0}
-    assert classifier_labels("plain-8-relu-bn-2", with_seed=True)["model"] == "plain-8 seed 2"
+        "model": "residual-56", "panel": "tanh-nobn", "arch": "residual", "depth": 56, "variant": "tanh-nobn"}
+    assert classifier_labels("plain-8-relu-bn-2", with_seed=True) == {
+        "model": "plain-8 seed 2", "panel": "relu-bn", "arch": "plain", "depth": 8, "variant": "relu-bn", "seed": 2}
     assert gradient_labels("plain-20-tanh-nobn-scaled") == {"model": "plain-20", "panel": "tanh-nobn, scaled init"}
     assert gradient_labels("trained-residual-32-relu-bn-0") == {
         "model": "residual-32", "panel": "relu-bn, trained model"}
