@@ -220,6 +220,15 @@ def gradient_table(summaries: dict[str, dict]) -> pd.DataFrame:
     return table.sort_values(["variant", "_init", "depth", "arch"]).drop(columns="_init").reset_index(drop=True)
 
 
+def gradient_csv(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`gradient_table` as ``plots/gradient_report/table.csv`` writes it: with one training seed the
+    columns of single runs (the model's fields, the numbers, the note), with several also ``_std`` and
+    ``seeds``."""
+    if (table["seeds"] > 1).any():
+        return table
+    return table[["arch", "depth", "variant", "init", *_GRADIENT_VALUES, "note"]]
+
+
 #: the shown gradient table (tables/gradient_stats.md and the report): header -> gradient_table column
 GRADIENT_COLUMNS = {"variant": "variant", "init": "init", "depth": "depth", "arch": "arch",
                     "first layer mean |g|": "first_mean_abs", "last layer mean |g|": "last_mean_abs",

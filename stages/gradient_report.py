@@ -14,7 +14,7 @@ from pathlib import Path
 import _env  # noqa: F401  (first: one-line error outside the project's environment)
 import pandas as pd
 
-from cnnlab.compare import gradient_labels, gradient_markdown, gradient_table, stack_tables
+from cnnlab.compare import gradient_csv, gradient_labels, gradient_markdown, gradient_table, stack_tables
 from cnnlab.errors import run_cli
 from cnnlab.figures.gradients import first_last_over_iterations, gradient_profiles
 from cnnlab.figures.style import save_figure
@@ -35,7 +35,7 @@ def main() -> None:
     table = gradient_table(summaries)
     out = Path(args.out)
     with atomic_path(out / "table.csv") as tmp:
-        table.to_csv(tmp, index=False, float_format="%.6g")
+        gradient_csv(table).to_csv(tmp, index=False, float_format="%.6g")
     write_text(args.table, gradient_markdown(table))
 
     profiles = {n: pd.read_csv(gradient_plots(n) / "profile.csv") for n in names}

@@ -11,6 +11,7 @@ from cnnlab.compare import (
     accuracy_csv,
     accuracy_table,
     classifier_labels,
+    gradient_csv,
     gradient_headline,
     gradient_labels,
     gradient_markdown,
@@ -136,6 +137,10 @@ def test_gradient_table_averages_a_trained_model_over_its_seeds():
     assert row["first_mean_abs_std"] == pytest.approx(1e-3) and row["ratio_mean_abs"] == pytest.approx(0.2)
     assert "| relu-bn | trained | 20 | plain | 0.002 ± 0.001 | 0.01 ± 0 | 0.2 ± 0.1 | — | 3 |  |" in gradient_markdown(
         gradient_table(summaries))
+    assert {"first_mean_abs_std", "seeds"} <= set(gradient_csv(gradient_table(summaries)))
+    one_seed = gradient_csv(gradient_table({"trained-plain-20-relu-bn-0": summaries["trained-plain-20-relu-bn-0"]}))
+    assert list(one_seed.columns) == ["arch", "depth", "variant", "init", "first_mean_abs", "last_mean_abs",
+                                      "ratio_mean_abs", "ratio_rms", "ratio_l2", "note"]  # a single run's columns
 
 
 def test_gradient_table_orders_rows_and_keeps_notes():
