@@ -17,7 +17,7 @@ class UserError(Exception):
 
 
 class Interrupted(KeyboardInterrupt):
-    """Ctrl-C during work that can say where it stopped (e.g. ``plain-20-relu-bn stopped at epoch 3/5; rerun
+    """Ctrl-C during work that can say where it stopped (e.g. ``plain-20-relu-bn-0 stopped at epoch 3/5; rerun
     to resume``): :func:`run_cli` prints ``interrupted: <message>``."""
 
 

@@ -90,7 +90,7 @@ class Resume:
 
     @classmethod
     def for_stage(cls, stage: str, name: str, params: Any, data: Iterable[str | os.PathLike]) -> Resume:
-        """The state of model ``name`` of ``stage`` (e.g. ``train_classifier``, ``plain-20-relu-bn``), keyed by
+        """The state of model ``name`` of ``stage`` (e.g. ``train_classifier``, ``plain-20-relu-bn-0``), keyed by
         the resolved ``params``, the ``data`` paths it reads and the imported code."""
         key = {"params": params_digest(params), "data": data_digest(data), "code": code_digest()}
         return cls(RESUME_DIR / stage / f"{name}.pt", key)
