@@ -153,6 +153,7 @@ def test_markdown_tables_numbers_and_figures(tree, tmp_path):
     assert ["relu-bn", "8", "0.075M", "50.00", "60.00", "+10.00", ""] in rows
     assert ["relu-bn", "14", "0.173M", "45.00", "66.20", "+21.20", ""] in rows
     assert "98.76" not in md and "depth 20" not in md  # the stale classifier is not in params
+    assert "training seeds" not in md and "±" not in md  # one seed (the default [0]) reads as a single run
     assert ["tanh-nobn", "default", "14", "plain", "1.0e-08", "0.001", "1.0e-05", "1.0e-05", ""] in rows
     assert ["relu-bn", "trained", "14", "residual", "0.01", "0.02", "0.5", "0.5", ""] in rows
     assert ["fcn\\<8s\\&", "canvases", "0.990", "0.901", "0.911", "0.980", "35"] in rows
@@ -386,6 +387,7 @@ def test_several_seeds_show_mean_std_and_the_seed_count(tree, tmp_path):
         "for the 4 classifiers, 2 training seeds each",
         "The best final accuracy (means over seeds) is 67.2 ± 1.4 % (residual-14-relu-bn)",
         "depth 14, relu-bn, seed 0",
+        "variants relu-bn × training seeds 0, 1;",  # the configuration table
     ]:
         assert claim in text, claim
     assert "nan" not in md.lower()

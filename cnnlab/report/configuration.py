@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from cnnlab.config import get
+from cnnlab.pipeline import classifier_seeds
 from cnnlab.report.document import Block, Heading, Table
 from cnnlab.report.text import plural
 
@@ -21,6 +22,13 @@ def _fcn_epochs(params: dict, variant: str) -> int:
     return get(params, f"train_fcn.{variant}.training.epochs", get(params, "train_fcn.training.epochs"))
 
 
+def _classifier_grid(params: dict, grid: str) -> str:
+    """The classifier matrix; its training seeds only when they are not the default ``[0]`` (then the row
+    reads as before seeds existed, and the ``seed`` row above says nothing about the classifiers)."""
+    seeds = classifier_seeds(params)
+    return grid if seeds == [0] else f"{grid} × training seeds {_list(seeds)}"
+
+
 def configuration(params: dict) -> list[Block]:
     def p(key: str):
         return get(params, key)
@@ -35,7 +43,7 @@ def configuration(params: dict) -> list[Block]:
            f"{_size(p(f'data.{key}.train_size'))} / {_size(p(f'data.{key}.test_size'))}")
           for name, key in (("MNIST", "mnist"), ("CIFAR-10", "cifar10"))],
         ("seed", p("seed")),
-        ("classifiers", f"{grid('classifier', 'archs', 'depths', 'variants')}; "
+        ("classifiers", f"{_classifier_grid(params, grid('classifier', 'archs', 'depths', 'variants'))}; "
                         f"{plural(p('train_classifier.epochs'), 'epoch')}"),
         ("gradient statistics", f"{grid('gradient_matrix', 'archs', 'depths', 'variants', 'inits')}; "
                                 f"{plural(p('gradient_stats.iterations'), 'iteration')} of batch "
