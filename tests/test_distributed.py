@@ -135,7 +135,7 @@ def run_log(folder: Path) -> str:
 def test_sigkill_under_ddp_then_rerun_resumes_bit_identical(tmp_path, projects):
     _, reference = projects
     folder = make_project(tmp_path / "project")
-    set_params(folder, batch_size=32, lr=0.05, nproc=2)
+    set_params(folder, batch_size=32, lr=0.05, nproc=2, amp=False)  # the settings of the reference (fp32)
     killed = torchrun_driver(folder, "kill", epoch=1)
     assert killed.returncode != 0
     assert (folder / ".cnnlab-resume/train_classifier" / f"{KEY}.pt").is_file()
