@@ -38,6 +38,9 @@ TIMING = f"metrics/timing/train_classifier/{KEY}.json"
 DRIVER = textwrap.dedent("""
     import os, runpy, signal, sys
     stage, after, signame, *args = sys.argv[1:]
+    # a shell's background job (`cmd &`) starts with SIGINT ignored, and Python then installs no KeyboardInterrupt
+    # handler: restore it, so that the test means Ctrl-C in a terminal however the suite was launched
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     sys.path.insert(0, os.path.dirname(stage))  # what `python stages/x.py` does, for `import _env`
     import cnnlab.training as training
 
