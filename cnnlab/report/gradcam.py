@@ -8,7 +8,7 @@ from cnnlab.config import get
 from cnnlab.pipeline import classifier_seeds, gradcam_key, gradcam_metrics
 from cnnlab.report.document import Block, Bullets, Heading, Paragraph, Table
 from cnnlab.report.run import Run
-from cnnlab.report.text import fixed, pct, words
+from cnnlab.report.text import fixed, gradcam_layer, pct, words
 from cnnlab.tables import is_missing
 
 ARCHS = ("plain", "residual")
@@ -87,7 +87,7 @@ def gradcam(run: Run, params: dict) -> list[Block]:
                 findings[-1] += (f" Pointing game {fixed(a['pointing_game'])} and energy in box "
                                  f"{fixed(a['energy_in_box'])} against a chance level of {chance}"
                                  + verdict.get(frozenset(signs), "."))
-    layer = get(params, "gradcam.layer")
+    layer = gradcam_layer(get(params, "gradcam.layer"))
     faithful = sum(_faithful(m.get(a, {})) for m in metrics.values() for a in ARCHS)
     blocks: list[Block] = [
         Heading("Grad-CAM: where do the classifiers look?"),
