@@ -33,6 +33,7 @@ from cnnlab.checkpoints import load_trained_classifier
 from cnnlab.data.canonical import load_manifest, load_split
 from cnnlab.device import add_device_argument, configure_threads, pick_device, seed_everything
 from cnnlab.errors import UserError, run_cli
+from cnnlab.families import model_label
 from cnnlab.figures.gradcam import deletion_curves
 from cnnlab.figures.style import save_figure
 from cnnlab.gradcam import resolve_layer
@@ -52,7 +53,7 @@ def load_classifier(arch: str, depth: int, variant: str, seed: int, params: dict
     key = classifier_key(arch, depth, variant, seed)
     model = build_classifier({**trained_model_config(params, key), "num_classes": len(classes)})
     extra = load_trained_classifier(key, model, classes)
-    return Classifier.frozen(arch, f"{arch}-{depth}", model, extra["train_mean"], extra["train_std"], device)
+    return Classifier.frozen(arch, model_label(arch, depth), model, extra["train_mean"], extra["train_std"], device)
 
 
 def main() -> None:

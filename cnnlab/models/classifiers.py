@@ -9,9 +9,8 @@ family                  depths                                     plain / resid
                                                                    torchvision's blocks), skips off / on
 ======================  =========================================  ==========================================
 
-The family follows from the depth: 18 is not of the form 6n + 2, so a matrix entry ``(arch, depth)`` names
-exactly one network, and the matrix of params.yaml (a full product of archs, depths, variants and seeds, which
-is all DVC's ``matrix`` can express) adds ResNet-18 by listing depth 18. Both families take the same switches:
+The family follows from the depth (:mod:`cnnlab.families`): a matrix entry ``(arch, depth)`` names exactly one
+network, and params.yaml adds ResNet-18 to the matrix by listing depth 18. Both families take the same switches:
 ``arch`` (plain = no additions), activation and BatchNorm (the variant), ``init`` (scaled | default) and a
 width; ``shortcut`` is the 6n+2 family's (ResNet-18 always projects with a 1x1 convolution, as torchvision's).
 
@@ -27,26 +26,15 @@ from typing import Any
 from torch import nn
 
 from cnnlab.errors import UserError
+from cnnlab.families import FAMILIES, RESNET18, RESNET18_DEPTH, SIX_N_PLUS_2, family_of
 from cnnlab.models import resnet18
 from cnnlab.models.cifar import ARCHS, CifarNetConfig, build_cifar_net, valid_depths
 from cnnlab.models.resnet18 import ResNet18Config, build_resnet18
 
-FAMILIES = ("6n+2", resnet18.FAMILY)
-RESNET18_DEPTH = 18
 #: the module Grad-CAM explains by default: the last stage's output (8x8 for 6n+2, 4x4 for ResNet-18 at 32x32)
-GRADCAM_LAYERS = {"6n+2": "layer3", resnet18.FAMILY: resnet18.GRADCAM_LAYER}
+GRADCAM_LAYERS = {SIX_N_PLUS_2: "layer3", RESNET18: resnet18.GRADCAM_LAYER}
 
 ClassifierConfig = CifarNetConfig | ResNet18Config
-
-
-def family_of(depth: int) -> str:
-    """``"resnet18"`` for depth 18, else ``"6n+2"`` (whose config checks the depth)."""
-    return resnet18.FAMILY if depth == RESNET18_DEPTH else "6n+2"
-
-
-def family_label(depth: int) -> str:
-    """How tables and figures name a depth's family: ``"ResNet-18"`` or ``"6n+2"``."""
-    return "ResNet-18" if family_of(depth) == resnet18.FAMILY else "6n+2"
 
 
 def classifier_config(arch: str, depth: int, *, activation: str = "relu", batchnorm: bool = True,
@@ -55,7 +43,7 @@ def classifier_config(arch: str, depth: int, *, activation: str = "relu", batchn
     """The network of matrix entry ``(arch, depth)`` with the given switches (validated: :class:`UserError`)."""
     if arch not in ARCHS:
         raise UserError(f"classifier arch {arch!r} is not supported: use one of {', '.join(ARCHS)}")
-    if family_of(depth) == resnet18.FAMILY:
+    if family_of(depth) == RESNET18:
         return ResNet18Config(skip=arch == "residual", width=resnet18_width, num_classes=num_classes,
                               in_channels=in_channels, activation=activation, batchnorm=batchnorm, init=init)
     if isinstance(depth, int) and not isinstance(depth, bool) and (depth < 8 or (depth - 2) % 6):
@@ -67,10 +55,10 @@ def classifier_config(arch: str, depth: int, *, activation: str = "relu", batchn
 
 def config_from_dict(data: Mapping[str, Any]) -> ClassifierConfig:
     """The config of a ``to_dict()`` (e.g. a checkpoint's); its ``family`` entry picks the class."""
-    family = data.get("family", "6n+2")
-    if family == resnet18.FAMILY:
+    family = data.get("family", SIX_N_PLUS_2)
+    if family == RESNET18:
         return ResNet18Config.from_dict(data)
-    if family != "6n+2":
+    if family != SIX_N_PLUS_2:
         raise UserError(f"classifier family {family!r} is not supported: use one of {', '.join(FAMILIES)}")
     return CifarNetConfig.from_dict({k: v for k, v in data.items() if k != "family"})
 
@@ -88,4 +76,4 @@ def default_gradcam_layer(config: ClassifierConfig | Mapping[str, Any]) -> str:
     """The last stage of the network's family (``layer3`` or ``layer4``)."""
     if isinstance(config, Mapping):
         config = config_from_dict(config)
-    return GRADCAM_LAYERS[resnet18.FAMILY if isinstance(config, ResNet18Config) else "6n+2"]
+    return GRADCAM_LAYERS[RESNET18 if isinstance(config, ResNet18Config) else SIX_N_PLUS_2]

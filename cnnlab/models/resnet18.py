@@ -36,6 +36,13 @@ Skip connections (``ResNet18Config.skip``)
     ``used_only=True``). Tools that insist every parameter gets a gradient (e.g. DistributedDataParallel
     without ``find_unused_parameters``) must be told.
 
+Variant and initialisation (the switches of the 6n+2 family, so that the classifier matrix treats both alike)
+    ``activation="tanh"`` puts a ``Tanh`` in every ``relu`` slot (the names stay), ``batchnorm=False`` makes
+    torchvision's ``norm_layer`` an ``Identity`` (the convolutions stay bias-free, as torchvision's): the
+    tanh / no-BN variant of the vanishing-gradient experiment. ``init="scaled"`` (default) is torchvision's
+    initialisation (Xavier-normal with gain 5/3 instead of Kaiming for tanh); ``init="default"`` keeps PyTorch's
+    per-layer defaults, as the 6n+2 family's ``default``.
+
 Hooks: each block's ``relu`` module is called twice per forward pass (torchvision reuses it after bn1
 and after the addition), the network-level ``relu`` once; hook the stages ``layer1``..``layer4`` or the
 blocks (``layer4.1``) for one output per pass. Grad-CAM uses ``layer4`` (:data:`GRADCAM_LAYER`).
@@ -53,13 +60,14 @@ from torchvision.models.resnet import BasicBlock, ResNet
 
 from cnnlab.config import config_from_dict, require_int
 from cnnlab.errors import UserError
+from cnnlab.families import RESNET18
 
 STAGE_CHANNELS = (64, 128, 256, 512)
 BLOCKS_PER_STAGE = (2, 2, 2, 2)
 STAGES = ("layer1", "layer2", "layer3", "layer4")
 STAGE_STRIDES = (1, 2, 4, 8)  # output stride of each stage relative to the input (stride-1 stem, no max-pool)
 GRADCAM_LAYER = "layer4"
-FAMILY = "resnet18"  # the ``family`` entry of a config dict (checkpoints, params)
+FAMILY = RESNET18  # the ``family`` entry of a config dict (checkpoints, params)
 ACTIVATIONS = ("relu", "tanh")
 INITS = ("scaled", "default")
 
