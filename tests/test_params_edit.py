@@ -35,7 +35,7 @@ def get(tree: dict, key: str):
 
 def test_quick_params_change_only_their_own_lines():
     assignments = quick_assignments()
-    assert len(assignments) == 21 and all("=" in a for a in assignments)
+    assert len(assignments) == 22 and all("=" in a for a in assignments)
     new = set_values(PARAMS, [parse_assignment(a) for a in assignments])
     old_lines, new_lines = PARAMS.splitlines(keepends=True), new.splitlines(keepends=True)
     assert len(new_lines) == len(old_lines)
@@ -53,7 +53,7 @@ def test_quick_params_change_only_their_own_lines():
     for key, value in values.items():
         assert get(after, key) == value, key
     # the rest of the document: the same values
-    for key in ("classifier.archs", "gradient_matrix.variants", "train_mnist_cnn.model.channels", "fcn.variants"):
+    for key in ("classifier.archs", "gradient_matrix.variants", "train_encoder.cnn.model.channels", "fcn.variants"):
         assert get(after, key) == get(before, key)
     for flow_list in ("  depths: [8, 20]\n", "  depths: [20]\n", "  archs: [plain, residual]\n"):
         assert flow_list in new_lines  # flow lists stay
