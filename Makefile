@@ -25,7 +25,8 @@ QUICK_PARAMS := \
 	train_classifier.show_progress=false \
 	'gradient_matrix.depths=[20]' gradient_stats.iterations=10 gradient_stats.batch_size=32 \
 	gradcam.n_eval=200 \
-	train_mnist_cnn.training.epochs=2 train_mnist_cnn.training.show_progress=false \
+	train_encoder.training.epochs=2 train_encoder.training.show_progress=false \
+	train_encoder.resnet18.model.width=0.125 \
 	train_fcn.train_size=1000 train_fcn.training.epochs=2 train_fcn.upsample.training.epochs=3 \
 	train_fcn.training.show_progress=false train_fcn.confusion_pixels=2200
 

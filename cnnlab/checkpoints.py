@@ -22,8 +22,13 @@ from cnnlab.pipeline import classifier_checkpoint
 
 #: the key of the class names in a checkpoint's ``extra``
 CLASSES = "classes"
-#: how to remake the MNIST CNN checkpoint (the encoder of the FCNs)
-ENCODER_HINT = "rerun `dvc repro train_mnist_cnn`"
+#: the key of the encoder family (``cnn``, ``resnet18``) in the ``extra`` of an encoder checkpoint
+ENCODER = "encoder"
+
+
+def encoder_hint(encoder: str) -> str:
+    """How to remake the MNIST classifier checkpoint of ``encoder`` (whose encoder the FCNs reuse)."""
+    return f"rerun `dvc repro train_encoder@{encoder}`"
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
@@ -120,13 +125,20 @@ def load_trained_classifier(key: str, model: nn.Module, classes: list[str] | Non
     return extra
 
 
-def load_encoder_checkpoint(path: str | Path, cnn: nn.Module) -> nn.Module:
-    """Load the MNIST CNN saved by ``train_mnist_cnn`` (whose encoder the FCN surgery reuses) into ``cnn``, a
-    fresh :class:`~cnnlab.models.mnist.MnistCnn` built from the params; returns ``cnn``.
+def load_encoder_checkpoint(path: str | Path, encoder: str, model: nn.Module) -> nn.Module:
+    """Load the MNIST classifier saved by ``train_encoder@<encoder>`` (whose encoder the FCN surgery reuses) into
+    ``model``, a fresh classifier of that family built from the params; returns ``model``.
 
-    Raises a :class:`UserError` ending in "rerun `dvc repro train_mnist_cnn`" when the file is missing or
-    unreadable, when its config differs from ``cnn.config`` (the message names the differing keys), or when
-    its weights do not fit that architecture.
+    Raises a :class:`UserError` ending in "rerun `dvc repro train_encoder@<encoder>`" when the file is missing or
+    unreadable, when it holds another encoder family (``extra["encoder"]``, e.g. the CNN where a ResNet-18 is
+    expected), when its config differs from ``model.config`` (the message names the differing keys), or when its
+    weights do not fit that architecture.
     """
-    load_checkpoint(path, cnn.config.to_dict(), model=cnn, hint=ENCODER_HINT)
-    return cnn
+    hint = encoder_hint(encoder)
+    state = load_torch(path, what="checkpoint", hint=hint)
+    saved = (state.get("extra") or {}).get(ENCODER) if isinstance(state, dict) else None
+    if saved is not None and saved != encoder:
+        # checked before the configs: "channels unset, skip=True, ..." would not say what is wrong
+        raise UserError(f"checkpoint {path} holds a {saved} encoder, but a {encoder} encoder is expected: {hint}")
+    load_checkpoint(path, model.config.to_dict(), model=model, hint=hint)
+    return model

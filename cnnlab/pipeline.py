@@ -13,7 +13,8 @@ Keys:
   arch-depth-variant (:func:`model_name`);
 - gradient statistics at initialisation (``gradient_stats``): ``plain-20-tanh-nobn-default`` (+ init);
 - gradient statistics of a trained classifier: ``trained-plain-20-relu-bn-0``;
-- Grad-CAM (``gradcam``): ``20-relu-bn-0`` = depth-variant-seed (both archs of that seed in one stage).
+- Grad-CAM (``gradcam``): ``20-relu-bn-0`` = depth-variant-seed (both archs of that seed in one stage);
+- MNIST encoders (``train_encoder``): ``cnn``, ``resnet18``; FCNs (``train_fcn``): the names of ``fcn.variants``.
 
 A variant may itself hold ``-`` (``relu-bn``), so the keys are parsed from both ends: arch and depth from
 the left, the seed (or init) from the right.
@@ -134,9 +135,6 @@ def gradcam_keys(params: Mapping) -> list[tuple[int, str, int]]:
 # Relative to the project root (DVC runs every stage there).
 
 DOWNLOAD_CACHE = Path("data/downloads")  # torchvision's downloads (not a DVC output)
-MNIST_CNN_CHECKPOINT = Path("models/mnist_cnn.pt")
-MNIST_CNN_METRICS = Path("metrics/train_mnist_cnn.json")
-MNIST_CNN_CURVES = Path("dvclive/train_mnist_cnn")
 
 
 def dataset_dir(dataset: str) -> Path:
@@ -171,6 +169,19 @@ def gradcam_plots(key: str) -> Path:
 
 def gradcam_metrics(key: str) -> Path:
     return Path("metrics/gradcam") / f"{key}.json"
+
+
+def encoder_checkpoint(encoder: str) -> Path:
+    """The MNIST classifier of ``train_encoder@<encoder>`` (``cnn``, ``resnet18``) whose encoder the FCNs reuse."""
+    return Path("models/encoder") / f"{encoder}.pt"
+
+
+def encoder_metrics(encoder: str) -> Path:
+    return Path("metrics/train_encoder") / f"{encoder}.json"
+
+
+def encoder_curves(encoder: str) -> Path:
+    return Path("dvclive/train_encoder") / encoder
 
 
 def fcn_checkpoint(variant: str) -> Path:

@@ -1,7 +1,8 @@
 """An FCN over a segmentation test set: predicted class maps and the :class:`SegmentationMeter` metrics.
 
 :func:`segment` serves the single test digits (each image's foreground is one digit) and the
-multi-digit canvases (``instances`` split each canvas into its digits, for the per-digit accuracy);
+multi-digit canvases (``instances`` split each canvas into its digits, for the per-digit accuracy), for
+either target of :data:`~cnnlab.data.segmentation.TARGETS` (masks already in that target's labels);
 :func:`summary_line` is its metrics in one line, for logs and figure titles.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from cnnlab.data.segmentation import SEGMENT_CLASSES
+from cnnlab.data.segmentation import TARGETS
 from cnnlab.metrics.segmentation import SegmentationMeter
 from cnnlab.training import PrepareFn, predict
 
@@ -22,9 +23,14 @@ def segment(
     prepare: PrepareFn,
     batch_size: int,
     device: torch.device,
+    target: str = "digits",
 ) -> tuple[torch.Tensor, dict, torch.Tensor]:
-    """Predicted class maps (uint8 ``[N, H, W]``), the :class:`SegmentationMeter` metrics and pixel confusion."""
-    meter = SegmentationMeter(len(SEGMENT_CLASSES), SEGMENT_CLASSES)
+    """Predicted class maps (uint8 ``[N, H, W]``), the :class:`SegmentationMeter` metrics and pixel confusion.
+
+    ``masks`` hold ``target``'s labels; the binary target has no per-digit accuracy (``None``).
+    """
+    classes = TARGETS[target]
+    meter = SegmentationMeter(len(classes), classes, per_digit=target == "digits")
     preds = []
     for start in range(0, len(images), batch_size):
         batch = slice(start, start + batch_size)

@@ -1,21 +1,28 @@
-"""DVC stage ``train_fcn@<variant>``: FCN surgery on the trained MNIST CNN, trained to label every pixel.
+"""DVC stage ``train_fcn@<variant>``: FCN surgery on a trained MNIST classifier, trained to label every pixel.
 
-    python stages/train_fcn.py {upsample|fcn8s} [--device cuda]
+    python stages/train_fcn.py <variant> [--device cuda]
 
-Loads the CNN of ``train_mnist_cnn`` (``models/mnist_cnn.pt``, which must match ``train_mnist_cnn.model``),
-keeps its encoder and adds the ``<variant>`` decoder (:func:`cnnlab.models.fcn.build_fcn`), then trains on
-the segmented train digits of ``data/segmented_mnist`` with the CNN's normalisation (the MNIST mean/std
-stored in the checkpoint). Params: ``seed``, ``train_mnist_cnn.model`` and ``train_fcn`` (``training``,
-updated by ``train_fcn.<variant>.training``; ``train_size``, ``class_weighting``, ``confusion_pixels``,
-``preview``, and the variant's ``freeze_encoder``/``decoder_channels``).
+A variant (``fcn.variants.<variant>``) names its ``encoder`` (``cnn`` | ``resnet18``), its ``decoder``
+(``upsample`` | ``fcn8s``) and its ``target`` (``digits``: background + the ten digits, 11 classes; ``binary``:
+digit vs background, the same masks with every digit class collapsed to 1). The stage loads the classifier of
+``train_encoder@<encoder>`` (``models/encoder/<encoder>.pt``, which must match ``train_encoder.<encoder>.model``),
+keeps its encoder and adds the decoder (:func:`cnnlab.models.segmenters.build_segmenter`), then trains on the
+segmented train digits of ``data/segmented_mnist`` with the classifier's normalisation (the MNIST mean/std
+stored in the checkpoint). Params: ``seed``, ``fcn.variants.<variant>``, ``train_encoder.<encoder>.model`` and
+``train_fcn`` (``training``, updated by ``train_fcn.<variant>.training``; ``train_size``, ``class_weighting``,
+``confusion_pixels``, ``preview``, and the variant's ``freeze_encoder``/``decoder_channels``).
 
-Evaluated with :func:`cnnlab.segmentation_eval.segment` on the single-digit test split and on
-the multi-digit canvases (per-digit accuracy over each canvas's digit instances). Writes
+Evaluated with :func:`cnnlab.segmentation_eval.segment` on the single-digit test split and on the multi-digit
+canvases (per-digit accuracy over each canvas's digit instances; none for the binary target, which does not
+name digits). Writes
 
-- ``models/fcn/<variant>.pt``: weights; config ``{"fcn": FcnConfig, "encoder": MnistCnnConfig}``;
-- ``metrics/train_fcn/<variant>.json``: training summary, ``digits`` and ``canvases`` metrics (mean IoU,
-  foreground IoU, pixel and digit accuracy);
-- ``plots/train_fcn/<variant>/per_class_iou.csv``: IoU per class (``class``, ``digits``, ``canvases``);
+- ``models/fcn/<variant>.pt``: weights; config ``{"fcn": FcnConfig, "encoder": <encoder config>,
+  "encoder_family": <encoder>, "target": <target>}``;
+- ``metrics/train_fcn/<variant>.json``: training summary, ``digits`` and ``canvases`` metrics (mean IoU over the
+  target's classes, ``foreground_iou`` (digit vs background, every digit class merged: the one number every
+  variant shares), pixel and digit accuracy);
+- ``plots/train_fcn/<variant>/per_class_iou.csv``: IoU per class of the target (``class``, ``digits``,
+  ``canvases``);
 - ``plots/train_fcn/<variant>/confusion.png``: the exact pixel confusion matrix of the test digits,
   normalised per true class;
 - ``plots/train_fcn/<variant>/confusion.csv`` (``actual``, ``predicted``) for DVC's ``confusion``
@@ -42,9 +49,9 @@ import torch
 
 from cnnlab import distributed
 from cnnlab.augment import make_prepare
-from cnnlab.checkpoints import CLASSES, ENCODER_HINT, count_parameters, load_encoder_checkpoint, save_checkpoint
+from cnnlab.checkpoints import CLASSES, count_parameters, encoder_hint, load_encoder_checkpoint, save_checkpoint
 from cnnlab.data.canonical import Split, load_split
-from cnnlab.data.segmentation import SEGMENT_CLASSES, Canvases
+from cnnlab.data.segmentation import Canvases, target_masks
 from cnnlab.data.sources import stratified_indices
 from cnnlab.device import add_device_argument, configure_threads, pick_device, seed_everything
 from cnnlab.errors import UserError, run_cli
@@ -52,12 +59,12 @@ from cnnlab.figures.segmentation import confusion_figure, segmentation_predictio
 from cnnlab.figures.style import save_figure
 from cnnlab.io import atomic_path, load_torch, write_json
 from cnnlab.metrics.segmentation import class_weights, stratified_pixels
-from cnnlab.models.fcn import build_fcn
-from cnnlab.models.mnist import MnistCnn
+from cnnlab.models.encoders import build_classifier, encoder
+from cnnlab.models.segmenters import build_segmenter
 from cnnlab.params import load_params
 from cnnlab.params.segmentation import FcnParams, fcn_params
 from cnnlab.pipeline import (
-    MNIST_CNN_CHECKPOINT,
+    encoder_checkpoint,
     fcn_checkpoint,
     fcn_curves,
     fcn_metrics,
@@ -86,25 +93,36 @@ def load_segmented(folder: Path) -> tuple[Split, Split, Canvases]:
     return train, test, Canvases(**{f.name: canvases[f.name] for f in fields(Canvases)})
 
 
-def encoder_normalisation(path: Path) -> tuple[list[float], list[float]]:
-    """The per-channel mean/std the CNN was trained with (``extra`` of its checkpoint)."""
-    extra = load_torch(path, what="checkpoint", hint=ENCODER_HINT).get("extra") or {}
+def encoder_normalisation(path: Path, hint: str) -> tuple[list[float], list[float]]:
+    """The per-channel mean/std the classifier was trained with (``extra`` of its checkpoint)."""
+    extra = load_torch(path, what="checkpoint", hint=hint).get("extra") or {}
     if "train_mean" not in extra or "train_std" not in extra:
-        raise UserError(f"checkpoint {path} does not record its normalisation (train_mean/train_std): {ENCODER_HINT}")
+        raise UserError(f"checkpoint {path} does not record its normalisation (train_mean/train_std): {hint}")
     return extra["train_mean"], extra["train_std"]
 
 
-def write_confusion_csv(path: Path, actual: torch.Tensor, predicted: torch.Tensor) -> None:
-    names = pd.Series(SEGMENT_CLASSES)
+def write_confusion_csv(path: Path, actual: torch.Tensor, predicted: torch.Tensor, classes: list[str]) -> None:
+    names = pd.Series(classes)
     table = pd.DataFrame({"actual": names[actual.numpy()].values, "predicted": names[predicted.numpy()].values})
     with atomic_path(path) as tmp:
         table.to_csv(tmp, index=False)
 
 
+def fcn_checkpoint_config(p: FcnParams) -> dict:
+    """What an FCN checkpoint was trained as: decoder config, encoder config, encoder family, target.
+
+    The family is stored apart from the encoder config: the two families' configs share no key that says which
+    one it is, and the target too, though ``num_classes`` implies it (2 or 11), so the file says what it holds.
+    """
+    return {"fcn": p.model.to_dict(), "encoder": p.encoder.to_dict(), "encoder_family": p.variant.encoder,
+            "target": p.variant.target}
+
+
 def train(p: FcnParams, encoder_path: Path, data: Path, device_name: str) -> None:
     """Everything the stage does, once the params are validated (see the module docstring)."""
-    cnn = load_encoder_checkpoint(encoder_path, MnistCnn(p.encoder))
-    mean, std = encoder_normalisation(encoder_path)
+    v = p.variant
+    classifier = load_encoder_checkpoint(encoder_path, v.encoder, build_classifier(v.encoder, p.encoder))
+    mean, std = encoder_normalisation(encoder_path, encoder_hint(v.encoder))
     train_split, test, canvases = load_segmented(data)
     if p.train_size is not None:
         gen = torch.Generator().manual_seed(p.seed)
@@ -113,19 +131,23 @@ def train(p: FcnParams, encoder_path: Path, data: Path, device_name: str) -> Non
     threads = configure_threads()
     seed_everything(p.seed)
     device = pick_device(device_name)
-    model = build_fcn(cnn, p.model)
+    model = build_segmenter(v.encoder, classifier, p.model)
     prepare = make_prepare(mean, std, augment=False, channels_last=p.train.channels_last)
-    train_masks, test_masks = train_split.extra["masks"], test.extra["masks"]
+    # every mask in the target's labels, once, here: training, metrics, CSVs and figures all see the same
+    train_masks, test_masks, canvas_masks = (target_masks(m, v.target) for m in
+                                             (train_split.extra["masks"], test.extra["masks"], canvases.masks))
+    classes = v.classes
     weights = class_weights(train_masks, p.model.num_classes, p.class_weighting)
     n_params = count_parameters(model)
     n_trainable = count_parameters(model, trainable_only=True)
-    name = f"fcn-{p.variant}"
-    print(f"{name}: {n_params / 1e3:.0f}k parameters ({n_trainable / 1e3:.0f}k trainable), {len(train_split)} train "
+    name = f"fcn-{v.name}"
+    print(f"{name}: {encoder(v.encoder).label} encoder, {v.decoder} decoder, {v.target} target ({len(classes)} "
+          f"classes); {n_params / 1e3:.0f}k parameters ({n_trainable / 1e3:.0f}k trainable), {len(train_split)} train "
           f"digits, {len(test)} test digits, {len(canvases.images)} canvases, {p.train.epochs} epochs, "
           f"{threads} CPU threads")
 
-    resume = Resume.for_stage("train_fcn", p.variant, p, [data, encoder_path])
-    result = fit_with_curves(fcn_curves(p.variant), model,
+    resume = Resume.for_stage("train_fcn", v.name, p, [data, encoder_path])
+    result = fit_with_curves(fcn_curves(v.name), model,
                              (train_split.images, train_masks.long()), (test.images, test_masks.long()), p.train,
                              prepare, curves=SEGMENTATION_CURVES, class_weights=weights, name=name,
                              **resume.fit_kwargs())
@@ -133,13 +155,17 @@ def train(p: FcnParams, encoder_path: Path, data: Path, device_name: str) -> Non
         return
 
     batch = p.train.eval_batch_size
-    digit_pred, digit_metrics, digit_confusion = segment(model, test.images, test_masks, None, prepare, batch, device)
+    digit_pred, digit_metrics, digit_confusion = segment(model, test.images, test_masks, None, prepare, batch, device,
+                                                         v.target)
     canvas_pred, canvas_metrics, _ = segment(
-        model, canvases.images, canvases.masks, canvases.instances, prepare, batch, device
+        model, canvases.images, canvas_masks, canvases.instances, prepare, batch, device, v.target
     )
     summary = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in result.summary().items()}
     metrics = {
-        "variant": p.variant,
+        "variant": v.name,
+        "encoder": v.encoder,
+        "decoder": v.decoder,
+        "target": v.target,
         "params": n_params,
         "trainable_params": n_trainable,
         "train_images": len(train_split),
@@ -152,28 +178,28 @@ def train(p: FcnParams, encoder_path: Path, data: Path, device_name: str) -> Non
         **{test_set: {k: v for k, v in m.items() if k != "per_class_iou"}
            for test_set, m in (("digits", digit_metrics), ("canvases", canvas_metrics))},
     }
-    save_checkpoint(fcn_checkpoint(p.variant), model, {"fcn": p.model.to_dict(), "encoder": p.encoder.to_dict()},
-                    {CLASSES: SEGMENT_CLASSES, "train_mean": mean, "train_std": std,
+    save_checkpoint(fcn_checkpoint(v.name), model, fcn_checkpoint_config(p),
+                    {CLASSES: classes, "train_mean": mean, "train_std": std,
                      "class_weights": None if weights is None else weights.tolist(), "metrics": metrics})
-    write_json(fcn_metrics(p.variant), metrics)
-    write_json(timing_metrics_path("train_fcn", p.variant), timing_metrics(result))
+    write_json(fcn_metrics(v.name), metrics)
+    write_json(timing_metrics_path("train_fcn", v.name), timing_metrics(result))
 
-    plots = fcn_plots(p.variant)
+    plots = fcn_plots(v.name)
     gen = torch.Generator().manual_seed(p.seed)
-    actual, predicted = stratified_pixels(test_masks, digit_pred, p.confusion_pixels, len(SEGMENT_CLASSES), gen)
-    write_confusion_csv(plots / "confusion.csv", actual, predicted)
+    actual, predicted = stratified_pixels(test_masks, digit_pred, p.confusion_pixels, len(classes), gen)
+    write_confusion_csv(plots / "confusion.csv", actual, predicted, classes)
     with atomic_path(plots / "per_class_iou.csv") as tmp:
-        pd.DataFrame({"class": SEGMENT_CLASSES, "digits": digit_metrics["per_class_iou"].values(),
+        pd.DataFrame({"class": classes, "digits": digit_metrics["per_class_iou"].values(),
                       "canvases": canvas_metrics["per_class_iou"].values()}).to_csv(tmp, index=False)
-    save_figure(confusion_figure(digit_confusion, SEGMENT_CLASSES,
-                                 f"FCN {p.variant}: pixel confusion on the test digits"), plots / "confusion.png")
+    save_figure(confusion_figure(digit_confusion, classes, f"FCN {v.name}: pixel confusion on the test digits"),
+                plots / "confusion.png")
     for file_name, images, truth, pred, count, what, m in (
         ("digits.png", test.images, test_masks, digit_pred, p.preview_digits, "test digits", digit_metrics),
-        ("canvases.png", canvases.images, canvases.masks, canvas_pred, p.preview_canvases, "canvases", canvas_metrics),
+        ("canvases.png", canvases.images, canvas_masks, canvas_pred, p.preview_canvases, "canvases", canvas_metrics),
     ):
         pick = torch.randperm(len(images), generator=gen)[:count]
-        title = f"FCN {p.variant} on {what}: {summary_line(m)}"
-        save_figure(segmentation_predictions(images[pick], truth[pick], pred[pick], SEGMENT_CLASSES, title),
+        title = f"FCN {v.name} on {what}: {summary_line(m)}"
+        save_figure(segmentation_predictions(images[pick], truth[pick], pred[pick], classes, title),
                     plots / file_name)
     resume.clear()
     state = f"DIVERGED in epoch {result.diverged_epoch}" if metrics["diverged"] else "done"
@@ -183,15 +209,16 @@ def train(p: FcnParams, encoder_path: Path, data: Path, device_name: str) -> Non
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("variant", help="decoder: upsample or fcn8s")
+    parser.add_argument("variant", help="a name of fcn.variants, e.g. fcn8s or resnet18-binary")
     add_device_argument(parser)
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--data", default="data/segmented_mnist")
-    parser.add_argument("--encoder", default=str(MNIST_CNN_CHECKPOINT), help="checkpoint written by train_mnist_cnn")
+    parser.add_argument("--encoder", help="classifier checkpoint (default: models/encoder/<the variant's encoder>.pt, "
+                                          "written by train_encoder@<encoder>)")
     args = parser.parse_args()
     p = fcn_params(load_params(args.params), args.variant, args.device)
     distributed.relaunch(p.nproc, p.train.batch_size, "train_fcn.nproc")  # returns at once if nproc is 1
-    train(p, Path(args.encoder), Path(args.data), args.device)
+    train(p, Path(args.encoder or encoder_checkpoint(p.variant.encoder)), Path(args.data), args.device)
 
 
 if __name__ == "__main__":

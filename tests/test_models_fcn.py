@@ -11,8 +11,11 @@ import torch.nn.functional as F
 from cnnlab.checkpoints import load_encoder_checkpoint, save_checkpoint
 from cnnlab.errors import UserError
 from cnnlab.io import save_torch
+from cnnlab.models.encoders import build_classifier
 from cnnlab.models.fcn import FcnConfig, build_fcn, min_input_size
 from cnnlab.models.mnist import MnistCnn, MnistCnnConfig
+from cnnlab.models.resnet18 import ResNet18Config
+from cnnlab.models.segmenters import build_segmenter
 
 SMALL_CNN = MnistCnnConfig(channels=(8, 16, 32))
 VARIANTS = ("upsample", "fcn8s")
@@ -228,7 +231,7 @@ def test_encoder_checkpoint_round_trip(tmp_path):
     randomise_bn_stats(cnn)
     path = tmp_path / "mnist_cnn.pt"
     save_checkpoint(path, cnn, SMALL_CNN.to_dict(), extra={"test_acc": 0.99})
-    loaded = load_encoder_checkpoint(path, MnistCnn(SMALL_CNN))
+    loaded = load_encoder_checkpoint(path, "cnn", MnistCnn(SMALL_CNN))
     assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in cnn.state_dict().items())
 
 
@@ -237,25 +240,53 @@ def test_encoder_checkpoint_with_another_config_names_the_keys(tmp_path):
     other = MnistCnnConfig(channels=(8, 16), dropout=0.5)
     save_checkpoint(path, MnistCnn(other), other.to_dict())
     with pytest.raises(UserError) as err:
-        load_encoder_checkpoint(path, MnistCnn(SMALL_CNN))
+        load_encoder_checkpoint(path, "cnn", MnistCnn(SMALL_CNN))
     message = str(err.value)
     assert "was trained with channels=[8, 16], dropout=0.5, " in message
     assert "but params ask for channels=[8, 16, 32], dropout=0.25" in message
-    assert message.endswith(": rerun `dvc repro train_mnist_cnn`")
+    assert message.endswith(": rerun `dvc repro train_encoder@cnn`")
 
 
 def test_encoder_checkpoint_whose_weights_do_not_fit(tmp_path):
     path = tmp_path / "mnist_cnn.pt"
     save_checkpoint(path, MnistCnn(MnistCnnConfig(channels=(8, 16, 64))), SMALL_CNN.to_dict())
-    message = r"does not fit the model \(wrong shape: encoder.block3.conv1.weight, .*: rerun `dvc repro train_mnist"
+    message = r"does not fit the model \(wrong shape: encoder.block3.conv1.weight, .*: rerun `dvc repro train_encoder@"
     with pytest.raises(UserError, match=message):
-        load_encoder_checkpoint(path, MnistCnn(SMALL_CNN))
+        load_encoder_checkpoint(path, "cnn", MnistCnn(SMALL_CNN))
 
 
 def test_missing_or_foreign_encoder_checkpoint(tmp_path):
-    with pytest.raises(UserError, match=r"does not exist: rerun `dvc repro train_mnist_cnn`"):
-        load_encoder_checkpoint(tmp_path / "absent.pt", MnistCnn(SMALL_CNN))
+    with pytest.raises(UserError, match=r"does not exist: rerun `dvc repro train_encoder@cnn`"):
+        load_encoder_checkpoint(tmp_path / "absent.pt", "cnn", MnistCnn(SMALL_CNN))
     path = tmp_path / "weights_only.pt"
     save_torch(path, MnistCnn(SMALL_CNN).state_dict())
     with pytest.raises(UserError, match=r"is not a cnnlab checkpoint \(no state_dict/config\): rerun `dvc repro train"):
-        load_encoder_checkpoint(path, MnistCnn(SMALL_CNN))
+        load_encoder_checkpoint(path, "cnn", MnistCnn(SMALL_CNN))
+
+
+def test_a_checkpoint_of_the_other_encoder_family_is_a_one_line_error(tmp_path):
+    """The family is checked before the configs: a CNN checkpoint where a ResNet-18 is expected says just that."""
+    path = tmp_path / "cnn.pt"
+    save_checkpoint(path, MnistCnn(SMALL_CNN), SMALL_CNN.to_dict(), extra={"encoder": "cnn"})
+    resnet = build_classifier("resnet18", ResNet18Config(width=0.125, in_channels=1))
+    with pytest.raises(UserError) as err:
+        load_encoder_checkpoint(path, "resnet18", resnet)
+    assert str(err.value) == (f"checkpoint {path} holds a cnn encoder, but a resnet18 encoder is expected: "
+                              "rerun `dvc repro train_encoder@resnet18`")
+    assert "\n" not in str(err.value)
+    # a checkpoint without the family (written before it was recorded): the config comparison still refuses it
+    save_checkpoint(path, MnistCnn(SMALL_CNN), SMALL_CNN.to_dict())
+    with pytest.raises(UserError, match=r"was trained with .*channels=\[8, 16, 32\].* but params ask for .*channels unset"):
+        load_encoder_checkpoint(path, "resnet18", resnet)
+
+
+@pytest.mark.parametrize("decoder", VARIANTS)
+@pytest.mark.parametrize("num_classes", [11, 2])
+def test_segmenter_of_either_family_labels_every_pixel_of_a_digit(decoder, num_classes):
+    """One code path: build_segmenter does the surgery of the family it is told, for both targets' class counts."""
+    config = FcnConfig(variant=decoder, decoder_channels=8, num_classes=num_classes)
+    for name, model_config in (("cnn", SMALL_CNN), ("resnet18", ResNet18Config(width=0.125, in_channels=1))):
+        model = build_segmenter(name, build_classifier(name, model_config), config).eval()
+        assert model(torch.randn(2, 1, 28, 28)).shape == (2, num_classes, 28, 28), name
+    with pytest.raises(UserError, match="unknown FCN encoder 'vgg': use one of cnn, resnet18"):
+        build_segmenter("vgg", MnistCnn(SMALL_CNN), config)

@@ -35,7 +35,7 @@ def get(tree: dict, key: str):
 
 def test_quick_params_change_only_their_own_lines():
     assignments = quick_assignments()
-    assert len(assignments) == 21 and all("=" in a for a in assignments)
+    assert len(assignments) == 23 and all("=" in a for a in assignments)
     new = set_values(PARAMS, [parse_assignment(a) for a in assignments])
     old_lines, new_lines = PARAMS.splitlines(keepends=True), new.splitlines(keepends=True)
     assert len(new_lines) == len(old_lines)
@@ -53,9 +53,9 @@ def test_quick_params_change_only_their_own_lines():
     for key, value in values.items():
         assert get(after, key) == value, key
     # the rest of the document: the same values
-    for key in ("classifier.archs", "gradient_matrix.variants", "train_mnist_cnn.model.channels", "fcn.variants"):
+    for key in ("classifier.archs", "gradient_matrix.variants", "train_encoder.cnn.model.channels", "fcn.variants"):
         assert get(after, key) == get(before, key)
-    for flow_list in ("  depths: [8, 20]\n", "  depths: [20]\n", "  archs: [plain, residual]\n"):
+    for flow_list in ("  depths: [8, 20, 18]\n", "  depths: [20]\n", "  archs: [plain, residual]\n"):
         assert flow_list in new_lines  # flow lists stay
     with_null = set_values(PARAMS, [parse_assignment("train_fcn.train_size=null")]).splitlines()
     assert any(line.startswith("  train_size: null ") for line in with_null)  # null written as null
@@ -65,7 +65,7 @@ def test_quick_params_change_only_their_own_lines():
 
 def test_setting_the_current_values_keeps_every_byte():
     assert set_values(PARAMS, []) == PARAMS
-    assert set_values(PARAMS, [("classifier.depths", [20, 32, 56]), ("gradcam.class_name", None)]) == PARAMS
+    assert set_values(PARAMS, [("classifier.depths", [20, 32, 56, 18]), ("gradcam.class_name", None)]) == PARAMS
 
 
 def test_a_block_list_stays_a_block_list():

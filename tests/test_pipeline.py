@@ -45,9 +45,13 @@ def test_all_stages_ran_and_wrote_outputs(repo):
         "metrics/gradcam/18-relu-bn-0.json",
         "metrics/gradient_stats/trained-plain-18-relu-bn-1.json",
         "models/classifier/plain-18-relu-bn-0.pt",
-        "metrics/train_mnist_cnn.json",
+        "metrics/train_encoder/cnn.json",
+        "metrics/train_encoder/resnet18.json",
         "metrics/train_fcn/upsample.json",
         "metrics/train_fcn/fcn8s.json",
+        "metrics/train_fcn/resnet18-fcn8s.json",
+        "metrics/train_fcn/resnet18-binary.json",
+        "plots/train_fcn/resnet18-binary/confusion.png",
         "plots/train_fcn/fcn8s/canvases.png",
         "plots/gradcam/8-relu-bn-1/heatmaps.png",
         "data/mnist/manifest.json",
@@ -73,10 +77,12 @@ def test_trained_stages_learn(repo):
                 "plain-18-relu-bn-0", "residual-18-relu-bn-1"):
         metrics = json.loads((dest / f"metrics/train_classifier/{key}.json").read_text())
         assert metrics["test_acc"] >= 0.25, (key, metrics)  # 200 test images: chance is 0.10 +- 0.02
-    assert json.loads((dest / "metrics/train_mnist_cnn.json").read_text())["test_acc"] >= 0.8
-    for variant in ("fcn8s", "upsample"):
+    for encoder in ("cnn", "resnet18"):
+        assert json.loads((dest / f"metrics/train_encoder/{encoder}.json").read_text())["test_acc"] >= 0.8, encoder
+    for variant in FCN_VARIANTS:
         digits = json.loads((dest / f"metrics/train_fcn/{variant}.json").read_text())["digits"]
-        assert digits["digit_accuracy"] >= 0.6, (variant, digits)
+        if variant != "resnet18-binary":  # the binary model names no digit
+            assert digits["digit_accuracy"] >= 0.6, (variant, digits)
         assert digits["foreground_iou"] >= 0.3, (variant, digits)
         assert digits["mean_iou"] >= 0.3, (variant, digits)
     gradcam = json.loads((dest / "metrics/gradcam/8-relu-bn-0.json").read_text())
@@ -106,10 +112,14 @@ def test_two_seeds_give_two_runs_and_mean_std_in_the_comparison(repo):
 def test_fcn_train_size_takes_a_subset(repo):
     """``train_fcn.train_size: 800`` trains each FCN on 800 of the 1000 segmented digits."""
     _, out = repo
-    for variant in ("upsample", "fcn8s"):
+    for variant in FCN_VARIANTS:
         assert re.search(rf"fcn-{variant}: .*\b800 train digits\b", out), out
 
 
+FCN_VARIANTS = ("upsample", "fcn8s", "resnet18-fcn8s", "resnet18-binary")
+FCNS = {f"train_fcn@{v}" for v in FCN_VARIANTS}
+CNN_FCNS = {"train_fcn@upsample", "train_fcn@fcn8s"}
+ENCODERS = {"train_encoder@cnn", "train_encoder@resnet18"}
 #: the stages of every classifier of TINY's matrix (depth 8, relu-bn, seeds 0 and 1)
 CLASSIFIERS = [f"{arch}-8-relu-bn-{seed}" for arch in ("plain", "residual") for seed in (0, 1)]
 TRAINED = {f"train_classifier@{k}" for k in CLASSIFIERS}
@@ -120,8 +130,8 @@ GRADCAM = {"gradcam@8-relu-bn-0", "gradcam@8-relu-bn-1"}
 #: and nowhere else). Downstream stages rerun because their input files change, which DVC sees by hash.
 #: The classifiers do not read the top-level seed: their training seed is the matrix's (classifier.seeds).
 READERS = {
-    "seed": {"download@mnist", "download@cifar10", "segment_mnist", "train_mnist_cnn", "train_fcn@upsample",
-             "train_fcn@fcn8s", "gradient_stats@plain-8-relu-bn-default", "gradient_stats@plain-8-tanh-nobn-default",
+    "seed": {"download@mnist", "download@cifar10", "segment_mnist", *ENCODERS, *FCNS,
+             "gradient_stats@plain-8-relu-bn-default", "gradient_stats@plain-8-tanh-nobn-default",
              "gradient_stats@residual-8-relu-bn-default", "gradient_stats@residual-8-tanh-nobn-default",
              *TRAINED_GRADIENTS, *GRADCAM, "report"},
     "data.source": {"download@mnist", "download@cifar10", "report"},
@@ -129,9 +139,12 @@ READERS = {
     "data.cifar10.train_size": {"download@cifar10", "report"},
     "segment_mnist.threshold": {"segment_mnist"},
     "segment_mnist.canvas.max_offset": {"segment_mnist", "report"},
-    "train_mnist_cnn.training.lr": {"train_mnist_cnn"},
-    "train_mnist_cnn.model.dropout": {"train_mnist_cnn", "train_fcn@upsample", "train_fcn@fcn8s"},
-    "train_fcn.confusion_pixels": {"train_fcn@upsample", "train_fcn@fcn8s", "report"},
+    "train_encoder.training.lr": ENCODERS | {"report"},
+    "train_encoder.cnn.model.dropout": {"train_encoder@cnn", *CNN_FCNS, "report"},
+    "train_encoder.resnet18.model.width": {"train_encoder@resnet18", "train_fcn@resnet18-fcn8s",
+                                           "train_fcn@resnet18-binary", "report"},
+    "fcn.variants.resnet18-binary.target": {"train_fcn@resnet18-binary", "report"},
+    "train_fcn.confusion_pixels": FCNS | {"report"},
     "train_fcn.fcn8s.decoder_channels": {"train_fcn@fcn8s", "report"},
     "train_classifier.lr": TRAINED,
     "train_classifier.width": TRAINED | TRAINED_GRADIENTS | GRADCAM,
@@ -166,7 +179,8 @@ def test_each_params_section_invalidates_exactly_its_readers(repo):
     params = dest / "params.yaml"
     original = params.read_bytes()
     assert _changed_params(run(["dvc", "status", "--json"], dest).stdout) == set()
-    changes = {"data.source": lambda v: "mirror", "gradcam.layer": lambda v: "layer2"}
+    changes = {"data.source": lambda v: "mirror", "gradcam.layer": lambda v: "layer2",
+               "fcn.variants.resnet18-binary.target": lambda v: "digits"}
     try:
         for key, expected in READERS.items():
             _set_param(params, key, changes.get(key, lambda v: v + 1 if isinstance(v, int) else v / 2))

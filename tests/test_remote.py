@@ -80,6 +80,8 @@ def test_models_are_dvc_artifacts():
     """Every trained model of the default params is a `type: model` artifact (resolving one: the test above)."""
     artifacts = yaml.safe_load((ROOT / "dvc.yaml").read_text())["artifacts"]
     assert all(a["type"] == "model" for a in artifacts.values())
-    expected = {"models/mnist_cnn.pt", "models/fcn/upsample.pt", "models/fcn/fcn8s.pt"}
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    expected = {f"models/encoder/{e}.pt" for e in params["fcn"]["encoders"]}
+    expected |= {f"models/fcn/{v}.pt" for v in params["fcn"]["variants"]}
     expected |= {f"models/classifier/{arch}-{d}-relu-bn-0.pt" for arch in ("plain", "residual") for d in (20, 32, 56)}
     assert {a["path"] for a in artifacts.values()} == expected

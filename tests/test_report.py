@@ -54,9 +54,14 @@ PARAMS = {
     "gradient_matrix": {"archs": ["plain", "residual"], "depths": [8, 14], "variants": ["tanh-nobn"],
                         "inits": ["default"]},
     "gradient_stats": {"iterations": 2, "batch_size": 16},
-    "train_mnist_cnn": {"training": {"epochs": 1}},
-    "fcn": {"variants": ["upsample", ODD]},
-    "train_fcn": {"train_size": None, "training": {"epochs": 2}, "upsample": {"training": {"epochs": 6}}, ODD: {}},
+    "fcn": {"encoders": ["cnn", "resnet18"],
+            "variants": {"upsample": {"encoder": "cnn", "decoder": "upsample", "target": "digits"},
+                         ODD: {"encoder": "resnet18", "decoder": "fcn8s", "target": "digits"},
+                         "binary": {"encoder": "resnet18", "decoder": "fcn8s", "target": "binary"}}},
+    "train_encoder": {"training": {"epochs": 1}, "cnn": {"model": {}},
+                      "resnet18": {"model": {"width": 0.25}, "training": {"epochs": 2}}},
+    "train_fcn": {"train_size": None, "training": {"epochs": 2}, "upsample": {"training": {"epochs": 6}}, ODD: {},
+                  "binary": {}},
     "gradcam": {"layer": "layer3", "n_eval": 20},
 }
 ACCURACY = {"plain-8-relu-bn-0": 0.50, "residual-8-relu-bn-0": 0.60, "plain-14-relu-bn-0": 0.45,
@@ -66,7 +71,8 @@ GRADIENTS = {"plain-8-tanh-nobn-default": (1e-6, 1e-3), "plain-14-tanh-nobn-defa
              "residual-8-tanh-nobn-default": (8e-3, 1e-2), "residual-14-tanh-nobn-default": (9e-3, 1e-2),
              "trained-plain-8-relu-bn-0": (8e-3, 7e-3), "trained-plain-14-relu-bn-0": (8e-3, 7e-3),
              "trained-residual-8-relu-bn-0": (1e-2, 2e-2), "trained-residual-14-relu-bn-0": (1e-2, 2e-2)}
-FCN = {"upsample": {"digits": 0.897, "canvases": 0.453}, ODD: {"digits": 0.951, "canvases": 0.901}}
+FCN = {"upsample": {"digits": 0.897, "canvases": 0.453}, ODD: {"digits": 0.951, "canvases": 0.901},
+       "binary": {"digits": 0.97, "canvases": 0.95}}
 FIGURES = ["compare_classifiers/accuracy_vs_depth.png", "compare_classifiers/test_accuracy_curves.png",
            "gradient_report/profile_rms.png", "gradient_report/grad_norm.png", "segment_mnist/canvases.png",
            *[f"train_fcn/{v}/{f}" for v in FCN for f in ("canvases.png", "confusion.png")],
@@ -86,14 +92,14 @@ def gradient_summary(first: float, last: float) -> dict:
     return summarize(pd.DataFrame(rows))
 
 
-def segmentation(mean_iou: float, digits: int) -> dict:
+def segmentation(mean_iou: float, digits: int, binary: bool = False) -> dict:
     return {"pixel_accuracy": 0.99, "mean_iou": mean_iou, "foreground_iou": mean_iou + 0.01,
-            "digit_accuracy": 0.98, "digits": digits}
+            "digit_accuracy": None if binary else 0.98, "digits": digits}
 
 
 def per_class_iou(path: Path, mean_iou: dict[str, float]) -> None:
     """plots/train_fcn/<variant>/per_class_iou.csv: class i's IoU = the test set's mean IoU - 0.001 i."""
-    classes = ["background", *map(str, range(10))]
+    classes = ["background", "digit"] if "binary" in str(path) else ["background", *map(str, range(10))]
     path.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame({"class": classes, **{test_set: [round(iou - 0.001 * i, 6) for i in range(len(classes))]
                                        for test_set, iou in mean_iou.items()}}).to_csv(path, index=False)
@@ -109,15 +115,19 @@ def make_tree(root: Path, accuracy: dict[str, float] = ACCURACY) -> Path:
                    result_metrics(result, model=key, params=75290 if "-8-" in key else 172890))
     for name, (first, last) in GRADIENTS.items():
         write_json(root / f"metrics/gradient_stats/{name}.json", gradient_headline(gradient_summary(first, last)))
-    write_json(root / "metrics/train_mnist_cnn.json",
+    write_json(root / "metrics/train_encoder/cnn.json",
                result_metrics(TrainResult(best_epoch=1, best_test_acc=0.9955, test_acc=0.9955, test_loss=0.02),
-               params=288554))
+               encoder="cnn", params=288554, epochs=1))
+    write_json(root / "metrics/train_encoder/resnet18.json",
+               result_metrics(TrainResult(best_epoch=2, best_test_acc=0.9931, test_acc=0.9931, test_loss=0.03),
+               encoder="resnet18", params=700234, epochs=2))
     for variant, iou in FCN.items():
         write_json(root / f"metrics/train_fcn/{variant}.json", {
             "variant": variant, "params": 300000, "trainable_params": 300000, "train_images": 200, "diverged": False,
             "test_loss": 0.05, "best_epoch": 2,
             "best_test_pixel_accuracy": 0.99, "diverged_epoch": None,
-            "digits": segmentation(iou["digits"], 50), "canvases": segmentation(iou["canvases"], 35)})
+            "digits": segmentation(iou["digits"], 50, variant == "binary"),
+            "canvases": segmentation(iou["canvases"], 35, variant == "binary")})
         per_class_iou(root / f"plots/train_fcn/{variant}/per_class_iou.csv", iou)
     for depth, plain_random in ((8, 0.1804), (14, 0.2934)):  # at depth 8 the AUCs differ in hidden digits only
         write_json(root / f"metrics/gradcam/{depth}-relu-bn-0.json", {
@@ -156,9 +166,12 @@ def test_markdown_tables_numbers_and_figures(tree, tmp_path):
     assert "training seeds" not in md and "±" not in md  # one seed (the default [0]) reads as a single run
     assert ["tanh-nobn", "default", "14", "plain", "1.0e-08", "0.001", "1.0e-05", "1.0e-05", ""] in rows
     assert ["relu-bn", "trained", "14", "residual", "0.01", "0.02", "0.5", "0.5", ""] in rows
-    assert ["fcn\\<8s\\&", "canvases", "0.990", "0.901", "0.911", "0.980", "35"] in rows
+    assert ["fcn\\<8s\\&", "resnet18", "fcn8s", "digits", "canvases", "0.990", "0.901", "0.911", "0.980", "35"] in rows
+    assert ["binary", "resnet18", "fcn8s", "binary", "single digits", "0.990", "0.970", "0.980", MISSING, "50"] in rows
     assert ["14", "relu-bn", "plain-14", "20", "0.442", "0.180", "0.293", "0.960", "0.670", "0.270"] in rows
-    assert ["FCN variants", "upsample (6 epochs), fcn\\<8s\\& (2 epochs); all training digits"] in rows
+    fcn = "upsample (6 epochs), fcn\\<8s\\& (2 epochs), binary (2 epochs); all training digits"
+    assert ["FCN variants", fcn] in rows
+    assert ["MNIST encoders", "cnn (1 epoch), resnet18 (2 epochs)"] in rows
     assert re.search(r"^\|---\|---:\|---\|---:\|---:\|---:\|", md, re.M)  # numbers right-aligned
 
     links = re.findall(r"!\[[^\]]+\]\((figures/[^)]+)\)", md)
@@ -181,8 +194,12 @@ def test_captions_state_this_runs_numbers(tree, tmp_path):
         "the residual net's first / last mean |g| is 0.8 at depth 8, 0.9 at depth 14: both ends stay within a factor "
         "of 1.2, and the ratio grows with depth",
         "2 of the 8 models have a first / last mean |g| below 0.01: plain-8 tanh-nobn (default) and plain-14",
-        "The MNIST CNN (289k parameters) reaches 99.55 % test accuracy after 1 epoch.",
-        "On canvases, fcn<8s& has the highest mean IoU, 0.901 (upsample 0.453).",
+        "The MNIST CNN (289k parameters) reaches 99.55 % test accuracy after 1 epoch. The ResNet-18 (width 0.25) "
+        "(700k parameters) reaches 99.31 % test accuracy after 2 epochs.",
+        "On canvases, fcn<8s& has the highest mean IoU among the 11-class variants, 0.901 (upsample 0.453).",
+        "On single digits, binary has the highest foreground IoU, 0.980 (upsample 0.907, fcn<8s& 0.961).",
+        "Foreground IoU of fcn<8s& (11 classes) vs binary (digit vs background), same encoder and decoder: "
+        "single digits 0.961 vs 0.980; canvases 0.911 vs 0.960.",
         # from plots/train_fcn/upsample/per_class_iou.csv (class i: 0.897 - 0.001 i)
         "Per-class IoU ranges from 0.887 (class 9) to 0.897 (class background).",
         "plain-14 (relu-bn): deleting pixels in Grad-CAM order lowers the class probability faster than a random "
@@ -267,7 +284,7 @@ def test_html_is_standalone_valid_and_escaped(tree, tmp_path):
     assert not re.search(r"https?:", page)
     assert not re.search(r"""(src|href)=["'](?!data:)""", page)
     assert "fcn&lt;8s&amp;" in page and "fcn<8s" not in page
-    assert "On canvases, fcn<8s& has the highest mean IoU" in "".join(parser.text)
+    assert "On canvases, fcn<8s& has the highest mean IoU among the 11-class variants" in "".join(parser.text)
 
 
 def test_renderers_escape_every_kind_of_text(tmp_path):

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from cnnlab.data.segmentation import SEGMENT_CLASSES
+from cnnlab.data.segmentation import SEGMENT_CLASSES, target_masks
 from cnnlab.segmentation_eval import segment, summary_line
 
 K = len(SEGMENT_CLASSES)
@@ -63,6 +63,29 @@ def test_instances_split_a_canvas_into_its_digits():
     assert metrics["digits"] == 2
     _, metrics, _ = segment(ShiftedOneHot(0), masks.unsqueeze(1), masks, None, identity, 1, torch.device("cpu"))
     assert metrics["digits"] == 1  # without instances the foreground is one digit
+
+
+def test_the_binary_target_scores_collapsed_masks_with_two_classes():
+    """A model that is one digit off everywhere is all wrong on the 11 classes but perfect on digit vs
+    background, as long as it never moves a pixel between background and digit (shift 0 -> stray classes only)."""
+    images, masks = masks_and_images()
+    masks[:, 0, 0] = 0  # no stray pixel: background stays background under the shift below
+    images = masks.unsqueeze(1).clone()
+
+    class DigitOff(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            labels = x[:, 0].round().long()
+            binary = (labels > 0).long()
+            return nn.functional.one_hot(binary, 2).permute(0, 3, 1, 2).float()
+
+    binary = target_masks(masks, "binary")
+    pred, metrics, confusion = segment(DigitOff(), images, binary, None, identity, 4, torch.device("cpu"), "binary")
+    assert pred.dtype == torch.uint8 and torch.equal(pred, binary)
+    assert confusion.shape == (2, 2) and confusion[0, 1] == confusion[1, 0] == 0
+    assert metrics["mean_iou"] == metrics["foreground_iou"] == metrics["pixel_accuracy"] == 1.0
+    assert list(metrics["per_class_iou"]) == ["background", "digit"]
+    assert metrics["digit_accuracy"] is None and metrics["digits"] == len(masks)  # no digit is named
+    assert "digit accuracy n/a" in summary_line(metrics)
 
 
 def test_summary_line_shows_undefined_metrics_as_n_a():

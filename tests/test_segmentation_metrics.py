@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from cnnlab.data.segmentation import target_masks
 from cnnlab.errors import UserError
 from cnnlab.metrics.segmentation import (
     SegmentationMeter,
@@ -134,6 +135,29 @@ def test_meter_reports_json_ready_metrics():
     assert metrics["foreground_iou"] == pytest.approx(5 / 8)
     meter.reset()
     assert meter.compute()["digit_accuracy"] is None
+
+
+def test_foreground_iou_is_the_same_number_for_the_11_class_and_the_binary_target():
+    """Hand-made: digit 3 (class 4) in a 2 x 3 block; the prediction misses one pixel, adds one, and calls one
+    pixel a 7. Foreground IoU merges the digit classes (TP 5: the wrong 7 is still a digit; FP 1, FN 1 -> 5/7),
+    so it is identical for the 11-class maps and the binary ones collapsed from them, where it is the IoU of
+    class "digit"; the binary meter reports no per-digit accuracy (its classes name no digit)."""
+    truth = torch.zeros(1, 4, 4, dtype=torch.int64)
+    truth[0, 1:3, 0:3] = 4
+    pred = truth.clone()
+    pred[0, 1, 0] = 0  # missed digit pixel (FN)
+    pred[0, 3, 3] = 4  # background called a digit (FP)
+    pred[0, 2, 2] = 8  # the right place, the wrong digit: still foreground
+    digits = SegmentationMeter()
+    digits.update(pred, truth)
+    binary = SegmentationMeter(2, ["background", "digit"], per_digit=False)
+    binary.update(target_masks(pred, "binary"), target_masks(truth, "binary"))
+    m11, m2 = digits.compute(), binary.compute()
+    assert m11["foreground_iou"] == m2["foreground_iou"] == pytest.approx(5 / 7)
+    assert m2["per_class_iou"] == {"background": pytest.approx(9 / 11), "digit": pytest.approx(5 / 7)}
+    assert m2["mean_iou"] == pytest.approx((9 / 11 + 5 / 7) / 2)
+    assert m2["pixel_accuracy"] == pytest.approx(14 / 16) and m11["pixel_accuracy"] == pytest.approx(13 / 16)
+    assert m11["digit_accuracy"] == 1.0 and m2["digit_accuracy"] is None and m2["digits"] == 1
 
 
 def test_bad_inputs_are_user_errors():

@@ -1,6 +1,9 @@
 """Segmented MNIST: per-pixel labels from an intensity threshold, and multi-digit canvases.
 
-Label convention (11 classes): 0 = background, 1 + d = digit d.
+Label convention (11 classes): 0 = background, 1 + d = digit d. The masks on disk always hold these labels;
+an FCN's *target* (:data:`TARGETS`) says what it learns from them: ``digits``, the 11 classes as stored, or
+``binary``, digit vs background (:func:`target_masks` collapses every digit class to 1, the one place where
+that happens).
 """
 
 from __future__ import annotations
@@ -10,8 +13,17 @@ from dataclasses import dataclass
 import torch
 
 from cnnlab.classes import SEGMENT_CLASSES  # noqa: F401 - re-exported: the labels of the masks made here
+from cnnlab.classes import SEGMENT_TARGETS as TARGETS
 
 BACKGROUND = 0
+
+
+def target_masks(masks: torch.Tensor, target: str) -> torch.Tensor:
+    """``masks`` (11-class labels, any shape) as labels of ``target``: unchanged for ``digits``; for ``binary``
+    uint8 1 where the pixel is any digit, 0 for the background."""
+    if target not in TARGETS:
+        raise ValueError(f"unknown segmentation target {target!r}: use one of {', '.join(TARGETS)}")
+    return masks if target == "digits" else (masks != BACKGROUND).to(torch.uint8)
 
 
 def digit_masks(images: torch.Tensor, labels: torch.Tensor, threshold: float) -> torch.Tensor:

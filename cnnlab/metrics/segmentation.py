@@ -16,7 +16,9 @@ not vote; ties go to the lowest class); it is correct when it equals the instanc
 instance where no pixel was predicted as a digit counts as wrong. Instances come from an ``instance`` map
 ``[N, H, W]`` (0 = background, ``k`` = the image's k-th digit; pixels of an instance that are background in
 the truth are ignored, so a box-shaped instance works too). Without one, each image's foreground is a single
-instance, which is the single-digit MNIST case.
+instance, which is the single-digit MNIST case. A model of the binary target (digit vs background, class 1 =
+any digit) cannot name digits: its meter is made with ``per_digit=False`` and reports no per-digit accuracy
+(``None``); its foreground IoU is the same quantity as every 11-class model's, so the two compare directly.
 
 :class:`SegmentationMeter` accumulates all of these over batches and returns a JSON-ready dict (undefined
 values as ``None``). For training and plots: :func:`class_weights` (cross-entropy weights from pixel
@@ -133,7 +135,11 @@ def _json_float(value: float) -> float | None:
 class SegmentationMeter:
     """Accumulates the confusion matrix and per-digit hits over batches; :meth:`compute` returns the metrics."""
 
-    def __init__(self, num_classes: int = NUM_CLASSES, class_names: Sequence[str] | None = None) -> None:
+    def __init__(
+        self, num_classes: int = NUM_CLASSES, class_names: Sequence[str] | None = None, per_digit: bool = True
+    ) -> None:
+        # per_digit: the classes 1.. name digits, so a digit instance's majority class says which digit it is
+        self.per_digit = per_digit
         if class_names is None:
             class_names = SEGMENT_CLASSES if num_classes == NUM_CLASSES else [str(c) for c in range(num_classes)]
         if len(class_names) != num_classes:
@@ -163,7 +169,7 @@ class SegmentationMeter:
     def compute(self) -> dict:
         """Metrics as a JSON-ready dict; values that are undefined so far (see module doc) are ``None``."""
         iou = per_class_iou(self.confusion)
-        digit_accuracy = self.digits_correct / self.digits_total if self.digits_total else math.nan
+        digit_accuracy = self.digits_correct / self.digits_total if self.digits_total and self.per_digit else math.nan
         return {
             "pixel_accuracy": _json_float(pixel_accuracy(self.confusion)),
             "mean_iou": _json_float(mean_iou(self.confusion)),

@@ -7,7 +7,7 @@ so that a stage's code deps (the files it imports) stay the ones it uses:
 - :mod:`cnnlab.params.sections`: ``segment_mnist``, ``gradient_stats``, ``gradcam`` (plain dataclasses);
 - :mod:`cnnlab.params.datasets`: ``data`` (-> :class:`cnnlab.data.sources.DataParams`);
 - :mod:`cnnlab.params.classifiers`: ``classifier``, ``train_classifier`` (-> CIFAR net config, TrainConfig);
-- :mod:`cnnlab.params.segmentation`: ``train_mnist_cnn``, ``train_fcn`` (-> MNIST CNN / FCN config, TrainConfig);
+- :mod:`cnnlab.params.segmentation`: ``fcn``, ``train_encoder``, ``train_fcn`` (-> encoder / FCN config, TrainConfig);
 - :mod:`cnnlab.params.check`: :func:`~cnnlab.params.check.validate_params`, which :func:`load_params` runs on
   every section of the file, so a bad value anywhere fails the first stage that runs, before any output is
   touched.

@@ -13,11 +13,10 @@ from cnnlab.config import get, integer_list
 from cnnlab.errors import UserError
 from cnnlab.gradcam import resolve_layer
 from cnnlab.models.classifiers import build_classifier, default_gradcam_layer
-from cnnlab.models.fcn import VARIANTS
 from cnnlab.params.classifiers import classifier_params, model_config, trained_model_config
 from cnnlab.params.datasets import DATASETS, data_params
 from cnnlab.params.sections import gradcam_params, gradient_params, segment_params
-from cnnlab.params.segmentation import fcn_params, mnist_cnn_params
+from cnnlab.params.segmentation import encoder_params, fcn_encoders, fcn_params, fcn_variants
 from cnnlab.pipeline import classifier_keys, classifier_seeds, gradient_matrix, split_key
 
 
@@ -75,9 +74,11 @@ def validate_params(params: dict) -> None:
                     resolve_layer(net, p.layer or default_gradcam_layer(net.config))
                 except UserError as err:
                     raise UserError(f"params.yaml: gradcam.layer: {err}") from None
-    if "train_mnist_cnn" in params:
-        mnist_cnn_params(params)
-    if "train_fcn" in params:
-        default = [v for v in VARIANTS if v in params["train_fcn"]]
-        for variant in _names("fcn.variants", get(params, "fcn.variants", default)):
-            fcn_params(params, variant)
+    if "fcn" in params:
+        fcn_variants(params)  # checks fcn.encoders too
+        if "train_encoder" in params:
+            for encoder in fcn_encoders(params):
+                encoder_params(params, encoder)
+        if "train_fcn" in params:
+            for variant in fcn_variants(params):
+                fcn_params(params, variant)

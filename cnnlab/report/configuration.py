@@ -22,6 +22,10 @@ def _fcn_epochs(params: dict, variant: str) -> int:
     return get(params, f"train_fcn.{variant}.training.epochs", get(params, "train_fcn.training.epochs"))
 
 
+def _encoder_epochs(params: dict, encoder: str) -> int:
+    return get(params, f"train_encoder.{encoder}.training.epochs", get(params, "train_encoder.training.epochs"))
+
+
 def _classifier_grid(params: dict, grid: str) -> str:
     """The classifier matrix; its training seeds only when they are not the default ``[0]`` (then the row
     reads as before seeds existed, and the ``seed`` row above says nothing about the classifiers)."""
@@ -37,6 +41,7 @@ def configuration(params: dict) -> list[Block]:
         return " × ".join(f"{axis} {_list(p(f'{section}.{axis}'))}" for axis in axes)
 
     fcn = ", ".join(f"{v} ({plural(_fcn_epochs(params, v), 'epoch')})" for v in p("fcn.variants"))
+    encoders = ", ".join(f"{e} ({plural(_encoder_epochs(params, e), 'epoch')})" for e in p("fcn.encoders"))
     rows = [
         ("data source", p("data.source")),
         *[(f"{name} images (train / test)",
@@ -48,7 +53,7 @@ def configuration(params: dict) -> list[Block]:
         ("gradient statistics", f"{grid('gradient_matrix', 'archs', 'depths', 'variants', 'inits')}; "
                                 f"{plural(p('gradient_stats.iterations'), 'iteration')} of batch "
                                 f"{p('gradient_stats.batch_size')}"),
-        ("MNIST CNN", plural(p("train_mnist_cnn.training.epochs"), "epoch")),
+        ("MNIST encoders", encoders),
         ("FCN variants", f"{fcn}; {_size(p('train_fcn.train_size'))} training digits"),
         ("multi-digit canvases", f"{p('segment_mnist.canvas.count'):,} of {p('segment_mnist.canvas.rows')} × "
                                  f"{p('segment_mnist.canvas.cols')} cells"),
