@@ -714,6 +714,9 @@ def fit(
         raise UserError(f"training batch_size={cfg.batch_size} cannot be split over {world} processes: "
                         f"use a batch size divisible by {world}")
     stepper = _Stepper(model, cfg, prepare, class_weights, len(train[0]) // cfg.batch_size, name)
+    if cfg.grad_every > stepper.steps_per_epoch and stepper.main:
+        log.warning("%s: grad_every=%d exceeds the %d steps of an epoch: some epochs record no gradients", name,
+                    cfg.grad_every, stepper.steps_per_epoch)
     owns_group = distributed.setup(stepper.device)
     try:
         with distributed.sync_batchnorm(model, stepper.device):

@@ -189,3 +189,29 @@ def test_readme_claim_plain_tanh_first_layer_gradient_vanishes_over_training_wit
     assert (plain < residual / 100).all(), (plain, residual)
     plain, residual = first_layer_rms("plain", "scaled"), first_layer_rms("residual", "scaled")
     assert residual[0] / 10 < plain[0] < residual[0] * 10
+
+
+def test_a_coarse_grad_every_warns(caplog: pytest.LogCaptureFixture):
+    fit(small_net(), texture_data(64, 0), texture_data(32, 1), config(epochs=1, grad_every=3), PREPARE, name="net")
+    assert "net: grad_every=3 exceeds the 2 steps of an epoch" in caplog.text
+
+
+def test_the_over_training_figure_draws_both_architectures_and_the_losses(tmp_path):
+    from cnnlab.figures.gradients import gradients_over_training
+    from cnnlab.figures.style import save_figure
+
+    gradients, curves = {}, {}
+    for arch in ("plain", "residual"):
+        torch.manual_seed(0)
+        model = build_cifar_net(CifarNetConfig(arch, 8, num_classes=4))
+        result = fit(model, texture_data(64, 0), texture_data(32, 1), config(epochs=2, grad_every=1), PREPARE)
+        gradients[arch] = result.gradients.to_frame()
+        curves[arch] = pd.DataFrame({"epoch": [1, 2], "train_loss": [row["train_loss"] for row in result.history]})
+    fig = gradients_over_training(gradients, curves, "t")
+    first, last, loss = fig.axes[:3]
+    assert len(first.lines) == len(last.lines) == len(loss.lines) == 2
+    assert first.get_yscale() == "log" and "epoch: 0" in first.get_title() and "epoch: 2" in last.get_title()
+    save_figure(fig, tmp_path / "f.png")
+    off = gradients_over_training({a: training_gradients_frame(None) for a in gradients}, curves, "t")
+    assert "not recorded" in off.axes[0].texts[0].get_text()
+    save_figure(off, tmp_path / "off.png")
