@@ -1,4 +1,9 @@
-"""Tables that compare trained models: plain vs residual test accuracy per depth and variant."""
+"""Tables that compare trained models: plain vs residual test accuracy per depth and variant.
+
+Depth 18 is ResNet-18 without / with skips (:mod:`cnnlab.families`): its rows carry ``family`` "ResNet-18", sort
+after the 6n+2 depths of their variant, get their own panel in the accuracy-by-depth plot data and their own key
+(``resnet18``) in the metrics; "deepest" means the deepest 6n+2 net.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from collections.abc import Callable
 
 import pandas as pd
 
+from cnnlab.families import LABELS, RESNET18, family_of, model_label
 from cnnlab.pipeline import split_gradient_name, split_key
 from cnnlab.tables import MISSING, markdown_table
 
@@ -51,7 +57,13 @@ def accuracy_table(metrics: list[dict]) -> pd.DataFrame:
         seeds = per_seed[arch].unstack("seed")
         table = table.join(seeds.rename(columns=lambda s, a=arch: f"{a}_seed{s}"))
     table["note"] = long.groupby(["variant", "depth"])["note"].apply(lambda s: "; ".join(n for n in s if n))
-    return table.reset_index().sort_values(["variant", "depth"]).reset_index(drop=True)
+    table = table.reset_index()
+    table.insert(2, "family", [LABELS[family_of(d)] for d in table["depth"]])
+    return table.sort_values(["variant", "family", "depth"]).reset_index(drop=True)  # "6n+2" < "ResNet-18"
+
+
+def is_resnet18(depth: int) -> bool:
+    return family_of(depth) == RESNET18
 
 
 def seed_columns(table: pd.DataFrame, arch: str) -> dict[int, str]:
@@ -71,7 +83,7 @@ def accuracy_csv(table: pd.DataFrame) -> pd.DataFrame:
     the means or be empty)."""
     if several_seeds(table):
         return table
-    return table[["variant", "depth", *ACCURACY_COLUMNS, "note"]]
+    return table[["variant", "depth", "family", *ACCURACY_COLUMNS, "note"]]
 
 
 def accuracy_by_depth(table: pd.DataFrame) -> pd.DataFrame:
@@ -79,6 +91,9 @@ def accuracy_by_depth(table: pd.DataFrame) -> pd.DataFrame:
     ``test_accuracy``: the mean over seeds): the data of the DVC plot of accuracy against depth."""
     long = table.melt(id_vars=["variant", "depth"], value_vars=list(ARCHS), var_name="model",
                       value_name="test_accuracy")
+    # ResNet-18 is another family, not a point on the 6n+2 depth line: its own panel
+    long["variant"] = [f"{v}, ResNet-18" if is_resnet18(d) else v for v, d in zip(long["variant"], long["depth"],
+                                                                                  strict=True)]
     return long.rename(columns={"variant": "panel"})[["model", "panel", "depth", "test_accuracy"]]
 
 
@@ -102,13 +117,17 @@ def table_metrics(table: pd.DataFrame) -> dict:
     means over seeds; with several seeds each also has ``<name>_std`` (sample std, null for n < 2) and
     ``<name>_n`` (one seed: the file reads as before seeds, so old and new runs line up in ``dvc metrics diff``).
 
-    Each variant also gets ``"deepest"`` (the same entry for its largest depth, plus ``depth``), so that
-    ``dvc metrics diff`` between two depth sweeps puts their deepest nets' accuracies on one row.
+    Each variant also gets ``"deepest"`` (the same entry for its largest 6n+2 depth, plus ``depth``), so that
+    ``dvc metrics diff`` between two depth sweeps puts their deepest nets' accuracies on one row; ResNet-18 (depth
+    18) is ``"resnet18"`` (plain = without skips).
     """
     spread = several_seeds(table)
     out: dict = {}
     for _, row in table.sort_values("depth").iterrows():
         entry = _metrics_entry(row, spread)
+        if is_resnet18(row["depth"]):
+            out.setdefault(row["variant"], {})[RESNET18] = entry
+            continue
         out.setdefault(row["variant"], {})[f"depth-{row['depth']}"] = entry
         out[row["variant"]]["deepest"] = {"depth": int(row["depth"]), **entry}
     return out
@@ -137,7 +156,8 @@ def to_markdown(table: pd.DataFrame) -> str:
         return pd.Series([mean_std(m, s, sign=sign) for m, s in zip(table[col], table[f"{col}_std"], strict=True)],
                          index=table.index)
 
-    shown = pd.DataFrame({"variant": table["variant"], "depth": table["depth"],
+    depth = [f"{d} ({LABELS[RESNET18]})" if is_resnet18(d) else d for d in table["depth"]]
+    shown = pd.DataFrame({"variant": table["variant"], "depth": depth,
                           "plain acc. (%)": cells("plain"), "residual acc. (%)": cells("residual"),
                           "residual − plain (pp)": cells("residual_minus_plain", sign=True)})
     if several_seeds(table):
@@ -145,7 +165,8 @@ def to_markdown(table: pd.DataFrame) -> str:
         for arch in ARCHS:
             shown[f"{arch} per seed (%)"] = _per_seed(table, arch)
     shown["note"] = table["note"]
-    return markdown_table(shown, right=list(shown.columns[1:5 + several_seeds(table)])) + "\n"
+    right = ["depth", "plain acc. (%)", "residual acc. (%)", "residual − plain (pp)"] + ["seeds"] * several_seeds(table)
+    return markdown_table(shown, right=right) + "\n"
 
 
 def stack_tables(tables: dict[str, pd.DataFrame], labels: dict[str, dict]) -> pd.DataFrame:
@@ -162,8 +183,9 @@ def classifier_labels(key: str, with_seed: bool = False) -> dict:
     ``panel`` (variant) and the fields of a train_classifier key (the seed only ``with_seed``: a single seed's
     curves.csv keeps the columns of a single run)."""
     arch, depth, variant, seed = split_key(key)
-    labels = {"model": f"{arch}-{depth}", "panel": variant, "arch": arch, "depth": depth, "variant": variant}
-    return (labels | {"model": f"{arch}-{depth} seed {seed}", "seed": seed}) if with_seed else labels
+    label = model_label(arch, depth)
+    labels = {"model": label, "panel": variant, "arch": arch, "depth": depth, "variant": variant}
+    return (labels | {"model": f"{label} seed {seed}", "seed": seed}) if with_seed else labels
 
 
 def gradient_labels(name: str, with_seed: bool = False) -> dict:
@@ -172,7 +194,7 @@ def gradient_labels(name: str, with_seed: bool = False) -> dict:
     f = split_gradient_name(name)
     init = "trained model" if f["init"] == "trained" else f"{f['init']} init"
     seed = f" seed {f['seed']}" if with_seed and "seed" in f else ""
-    return {"model": f"{f['arch']}-{f['depth']}{seed}", "panel": f"{f['variant']}, {init}"}
+    return {"model": f"{model_label(f['arch'], f['depth'])}{seed}", "panel": f"{f['variant']}, {init}"}
 
 
 #: the numbers of a gradient summary (:func:`cnnlab.gradients.summarize`) kept in the metrics JSON: what
@@ -277,8 +299,9 @@ def first_last_epochs(gradients: pd.DataFrame, statistic: str = OVER_TRAINING_ST
 
 def over_training_table(gradients: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """Every classifier's first- and last-epoch profile (:func:`first_last_epochs`) in one long table for the
-    overlaid DVC plot: ``model`` = arch and epoch (one line each), ``panel`` = depth, variant and seed (the
-    figure the rows belong to), then the key's fields and the CSV's columns."""
+    overlaid DVC plot: ``model`` = the network (:func:`cnnlab.families.model_label`) and epoch (one line each),
+    ``panel`` = depth, variant and seed (the figure the rows belong to), then the key's fields and the CSV's
+    columns."""
     tables, labels = {}, {}
     for key, frame in gradients.items():
         arch, depth, variant, seed = split_key(key)
@@ -286,8 +309,8 @@ def over_training_table(gradients: dict[str, pd.DataFrame]) -> pd.DataFrame:
         for epoch, part in rows.groupby("epoch", sort=True):
             name = f"{key}@{epoch}"
             tables[name] = part.drop(columns="epoch")
-            labels[name] = {"model": f"{arch} epoch {epoch}", "panel": f"{depth}-{variant}-{seed}", "arch": arch,
-                            "depth": depth, "variant": variant, "seed": seed, "epoch": int(epoch)}
+            labels[name] = {"model": f"{model_label(arch, depth)} epoch {epoch}", "panel": f"{depth}-{variant}-{seed}",
+                            "arch": arch, "depth": depth, "variant": variant, "seed": seed, "epoch": int(epoch)}
     if not tables:
         columns = ["model", "panel", "arch", "depth", "variant", "seed", "epoch"]
         return pd.DataFrame(columns=columns + [c for c in next(iter(gradients.values()), pd.DataFrame()).columns

@@ -2,12 +2,13 @@
 
 One place for each: dvc.yaml spells the same keys and paths with ``${...}`` templates (``${key}`` of a
 matrix stage is its items joined by ``-``), the stages write and the report reads them through these
-functions. Only the stdlib, :mod:`cnnlab.config` and :mod:`cnnlab.errors` are imported here.
+functions. Only the stdlib, :mod:`cnnlab.config`, :mod:`cnnlab.errors` and :mod:`cnnlab.families` are imported here.
 
 Keys:
 
 - classifier (``train_classifier``, ``gradient_stats_trained``): ``plain-20-relu-bn-0`` =
-  arch-depth-variant-seed (the seed is the classifier's training seed, an entry of ``classifier.seeds``);
+  arch-depth-variant-seed (the seed is the classifier's training seed, an entry of ``classifier.seeds``; depth 18
+  is ResNet-18, plain = without skips: :mod:`cnnlab.families`);
 - a model over all its seeds (tables and figures group by it, no stage has it): ``plain-20-relu-bn`` =
   arch-depth-variant (:func:`model_name`);
 - gradient statistics at initialisation (``gradient_stats``): ``plain-20-tanh-nobn-default`` (+ init);
@@ -26,6 +27,7 @@ from pathlib import Path
 
 from cnnlab.config import get
 from cnnlab.errors import UserError
+from cnnlab.families import model_label
 
 TRAINED_PREFIX = "trained-"
 
@@ -36,6 +38,12 @@ def model_name(arch: str, depth: int, variant: str) -> str:
     """``"residual-56-relu-bn"``: one model of the matrix over all its training seeds (what the comparisons
     group by); no stage has this key."""
     return f"{arch}-{depth}-{variant}"
+
+
+def display_name(arch: str, depth: int, variant: str) -> str:
+    """How tables and figures name a model over its seeds: :func:`model_name`, with ResNet-18 (depth 18) named by
+    its skips: ``"residual-56-relu-bn"``, ``"resnet18-noskip-relu-bn"`` (the plain ResNet-18)."""
+    return f"{model_label(arch, depth)}-{variant}"
 
 
 def classifier_key(arch: str, depth: int, variant: str, seed: int) -> str:

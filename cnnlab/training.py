@@ -453,8 +453,12 @@ class _Stepper:
         """Wrap the model for DistributedDataParallel (call with the process group set up and BN synced)."""
         if distributed.active():
             ids = [self.device.index] if self.device.type == "cuda" else None
-            # BN running statistics are identical on every rank (synchronised BN): no buffer broadcasts
-            self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids, forward_sync_buffers=False)
+            # BN running statistics are identical on every rank (synchronised BN): no buffer broadcasts. A model
+            # with parameters its forward pass never uses (ResNet-18 without skips: its projection shortcuts)
+            # makes DDP wait for their gradients forever unless told to look for unused ones.
+            unused = getattr(self.model, "unused_parameter_names", list)()
+            self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids, forward_sync_buffers=False,
+                                                           find_unused_parameters=bool(unused))
 
     def step(
         self, images: torch.Tensor, target: torch.Tensor, step: int, gen: torch.Generator

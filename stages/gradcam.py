@@ -4,7 +4,8 @@
 
 Explains the trained ``plain-<depth>-<variant>-<seed>`` and ``residual-<depth>-<variant>-<seed>`` classifiers
 (``--seed``: their training seed, an entry of ``classifier.seeds``) with
-Grad-CAM at the module ``gradcam.layer`` (default ``layer3``, the last stage's output), always for the
+Grad-CAM at the module ``gradcam.layer`` (null: the last stage's output, ``layer3`` of a 6n+2 net and ``layer4``
+of ResNet-18 at depth 18), always for the
 class each model predicts. Reads ``data/cifar10``, ``models/classifier/{plain,residual}-<depth>-<variant>-<seed>.pt``
 and params ``seed`` (which images are sampled), ``gradcam`` (and ``train_classifier``'s model keys, which built
 the checkpoints). Writes, with ``<key> = <depth>-<variant>-<seed>``:
@@ -32,12 +33,14 @@ from cnnlab.checkpoints import load_trained_classifier
 from cnnlab.data.canonical import load_manifest, load_split
 from cnnlab.device import add_device_argument, configure_threads, pick_device, seed_everything
 from cnnlab.errors import UserError, run_cli
+from cnnlab.families import model_label
 from cnnlab.figures.gradcam import deletion_curves
 from cnnlab.figures.style import save_figure
 from cnnlab.gradcam import resolve_layer
 from cnnlab.gradcam_eval import Classifier, deletion_table, evaluate_models, showcase
 from cnnlab.io import atomic_path, write_json
-from cnnlab.models.cifar import ARCHS, CifarNetConfig, build_cifar_net
+from cnnlab.models.cifar import ARCHS
+from cnnlab.models.classifiers import build_classifier, default_gradcam_layer
 from cnnlab.params import load_params
 from cnnlab.params.classifiers import trained_model_config
 from cnnlab.params.sections import gradcam_params
@@ -48,10 +51,9 @@ def load_classifier(arch: str, depth: int, variant: str, seed: int, params: dict
                     device: torch.device) -> Classifier:
     """The checkpoint of ``train_classifier@<arch>-<depth>-<variant>-<seed>``, checked against params and data."""
     key = classifier_key(arch, depth, variant, seed)
-    config = {**trained_model_config(params, key), "num_classes": len(classes)}
-    model = build_cifar_net(CifarNetConfig.from_dict(config))
+    model = build_classifier({**trained_model_config(params, key), "num_classes": len(classes)})
     extra = load_trained_classifier(key, model, classes)
-    return Classifier.frozen(arch, f"{arch}-{depth}", model, extra["train_mean"], extra["train_std"], device)
+    return Classifier.frozen(arch, model_label(arch, depth), model, extra["train_mean"], extra["train_std"], device)
 
 
 def main() -> None:
@@ -74,19 +76,20 @@ def main() -> None:
     classes = list(manifest["classes"])
     test = load_split(args.data, "test")
     nets = [load_classifier(arch, args.depth, args.variant, args.seed, params, classes, device) for arch in ARCHS]
+    layer = p.layer or default_gradcam_layer(nets[0].model.config)  # both nets are of one family
     try:
-        resolve_layer(nets[0].model, p.layer)
+        resolve_layer(nets[0].model, layer)
     except UserError as err:
         raise UserError(f"params.yaml: gradcam.layer: {err}") from None
     class_index = p.class_index(classes)  # a bad class name fails before the long evaluation
     n = min(p.n_eval, len(test))
-    print(f"gradcam@{key}: {n} test images ({manifest['source']} data), layer {p.layer}, {p.deletion_steps} "
+    print(f"gradcam@{key}: {n} test images ({manifest['source']} data), layer {layer}, {p.deletion_steps} "
           f"deletion steps, {device}, {threads} threads")
 
     where = f"depth {args.depth}, {args.variant}, seed {args.seed}"
-    title = f"Grad-CAM at {p.layer} for the predicted class, {where}"
-    figures = showcase(nets, p.layer, test, classes, class_index, p.k, title, device)
-    result = evaluate_models(nets, p.layer, test, p, device)
+    title = f"Grad-CAM at {layer} for the predicted class, {where}"
+    figures = showcase(nets, layer, test, classes, class_index, p.k, title, device)
+    result = evaluate_models(nets, layer, test, p, device)
     figures["deletion.png"] = deletion_curves(
         result.curves, result.labels, result.aucs,
         f"Deletion curves over {n} test images, {where}")

@@ -24,7 +24,7 @@ from cnnlab.device import add_device_argument, configure_threads, pick_device, s
 from cnnlab.errors import run_cli
 from cnnlab.gradients import first_last_table, layer_profile, record_gradient_stats, summarize
 from cnnlab.io import atomic_path, write_json
-from cnnlab.models.cifar import CifarNetConfig, build_cifar_net
+from cnnlab.models.classifiers import build_classifier
 from cnnlab.params import load_params
 from cnnlab.params.classifiers import model_config, trained_model_config
 from cnnlab.params.sections import gradient_params
@@ -80,7 +80,7 @@ def main() -> None:
 
     if args.trained:
         name = trained_key(args.trained)
-        model = build_cifar_net(CifarNetConfig.from_dict(trained_model_config(params, args.trained)))
+        model = build_classifier(trained_model_config(params, args.trained))
         extra = load_trained_classifier(args.trained, model)
         if extra.get("metrics", {}).get("diverged"):
             print(f"{name}: skipped, the classifier diverged in training")
@@ -91,7 +91,7 @@ def main() -> None:
         if None in (args.arch, args.depth, args.variant, args.init):
             parser.error("give --arch, --depth, --variant and --init, or --trained KEY")
         name = gradient_key(args.arch, args.depth, args.variant, args.init)
-        model = build_cifar_net(CifarNetConfig.from_dict(model_config(args.arch, args.depth, args.variant, args.init)))
+        model = build_classifier(model_config(args.arch, args.depth, args.variant, args.init))
         train_steps = True
 
     batches = cifar_batches(args.data, p.batch_size, p.iterations, p.seed, device)

@@ -1,4 +1,4 @@
-"""DVC stage ``train_classifier@<arch>-<depth>-<variant>-<seed>``: train one CIFAR-10 classifier.
+"""DVC stage ``train_classifier@<arch>-<depth>-<variant>-<seed>``: train one CIFAR-10 classifier (depth 18: ResNet-18).
 
     python stages/train_classifier.py --arch residual --depth 56 --variant relu-bn --seed 0 [--device cuda]
 
@@ -25,7 +25,7 @@ from cnnlab.device import add_device_argument, configure_threads, seed_everythin
 from cnnlab.errors import run_cli
 from cnnlab.gradient_recording import training_gradients_frame
 from cnnlab.io import atomic_path, write_json
-from cnnlab.models.cifar import CifarNetConfig, build_cifar_net
+from cnnlab.models.classifiers import build_classifier, config_from_dict
 from cnnlab.params import load_params
 from cnnlab.params.classifiers import classifier_params
 from cnnlab.pipeline import (
@@ -57,8 +57,8 @@ def main() -> None:
     seed_everything(p.seed)
     manifest = load_manifest(args.data)
     train, test = load_split(args.data, "train"), load_split(args.data, "test")
-    model_config = CifarNetConfig.from_dict({**p.model, "num_classes": len(manifest["classes"])})
-    model = build_cifar_net(model_config)
+    model_config = config_from_dict({**p.model, "num_classes": len(manifest["classes"])})
+    model = build_classifier(model_config)
     prepare = make_prepare(manifest["train_mean"], manifest["train_std"], p.augment, p.train.channels_last)
     n_params = count_parameters(model)
     print(f"{p.key}: {n_params / 1e6:.3f}M parameters, {len(train)} train / {len(test)} test images, "

@@ -30,12 +30,13 @@ TINY = {
     "data.cifar10.train_size": 1000,
     "data.cifar10.test_size": 200,
     "segment_mnist.canvas.count": 8,
-    "classifier.depths": "[8]",
+    "classifier.depths": "[8, 18]",  # 18: ResNet-18 (narrow: resnet18_width) without / with skips
     "classifier.seeds": "[0, 1]",  # two training seeds per model: the tables show mean ± std (test_pipeline.py)
     "train_classifier.epochs": 10,
     "train_classifier.batch_size": 32,
     "train_classifier.lr": 0.05,
     "train_classifier.show_progress": "false",
+    "train_classifier.resnet18_width": 0.125,
     "gradient_matrix.depths": "[8]",
     "gradient_matrix.inits": "[default]",
     "gradient_stats.iterations": 2,

@@ -114,8 +114,8 @@ def test_one_seed_reads_as_before_seeds():
     header = "| variant | depth | plain acc. (%) | residual acc. (%) | residual − plain (pp) | note |"
     assert md.splitlines()[0] == header
     assert "±" not in md and "nan" not in md.lower()
-    assert list(accuracy_csv(table).columns) == ["variant", "depth", "plain", "residual", "residual_minus_plain",
-                                                 "note"]
+    assert list(accuracy_csv(table).columns) == ["variant", "depth", "family", "plain", "residual",
+                                                 "residual_minus_plain", "note"]
 
 
 def test_a_diverged_seed_leaves_the_means_and_the_gap_of_its_pair():
@@ -223,3 +223,18 @@ def test_read_curves_joins_the_dvclive_files_by_epoch(tmp_path):
     (metrics / "lr.tsv").unlink()
     with pytest.raises(UserError, match="lr.tsv is missing"):
         read_curves(tmp_path)
+
+
+def test_resnet18_rows_are_their_own_family_in_the_table_the_metrics_and_the_plot_data():
+    """Depth 18 is ResNet-18 without / with skips: after the 6n+2 depths, its own metrics key and plot panel; the
+    deepest entry stays the deepest 6n+2 net."""
+    table = accuracy_table([metric("plain-20-relu-bn-0", 0.80), metric("residual-20-relu-bn-0", 0.85),
+                            metric("plain-18-relu-bn-0", 0.86), metric("residual-18-relu-bn-0", 0.84),
+                            metric("plain-8-relu-bn-0", 0.70), metric("residual-8-relu-bn-0", 0.72)])
+    assert table[["depth", "family"]].values.tolist() == [[8, "6n+2"], [20, "6n+2"], [18, "ResNet-18"]]
+    metrics = table_metrics(table)["relu-bn"]
+    assert metrics["resnet18"] == {"plain": 0.86, "residual": 0.84, "residual_minus_plain": -0.02}
+    assert "depth-18" not in metrics and metrics["deepest"]["depth"] == 20
+    assert "| relu-bn | 18 (ResNet-18) | 86.00 | 84.00 | -2.00 |" in to_markdown(table)
+    panels = accuracy_by_depth(table).drop_duplicates("panel").set_index("depth")["panel"].to_dict()
+    assert panels == {8: "relu-bn", 18: "relu-bn, ResNet-18"}

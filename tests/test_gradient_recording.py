@@ -166,7 +166,7 @@ def test_over_training_table_stacks_first_and_last_epochs():
         frames[f"{arch}-8-relu-bn-0"] = result.gradients.to_frame()
     table = over_training_table(frames)
     assert list(table.columns[:2]) == ["model", "panel"]
-    assert set(table["model"]) == {"plain epoch 0", "plain epoch 2", "residual epoch 0", "residual epoch 2"}
+    assert set(table["model"]) == {"plain-8 epoch 0", "plain-8 epoch 2", "residual-8 epoch 0", "residual-8 epoch 2"}
     assert set(table["statistic"]) == {"grad_rms"} and set(table["panel"]) == {"8-relu-bn-0"}
 
 

@@ -15,9 +15,11 @@ ROOT = Path(__file__).resolve().parents[1]
 ALLOWED = {
     "cnnlab.errors": set(),
     "cnnlab.classes": set(),
+    "cnnlab.families": set(),
     "cnnlab.config": {"cnnlab.errors"},
-    "cnnlab.pipeline": {"cnnlab.config", "cnnlab.errors"},
-    "cnnlab.models": {"torch", "torchvision", "cnnlab.config", "cnnlab.errors", "cnnlab.classes", "cnnlab.models"},
+    "cnnlab.pipeline": {"cnnlab.config", "cnnlab.errors", "cnnlab.families"},
+    "cnnlab.models": {"torch", "torchvision", "cnnlab.config", "cnnlab.errors", "cnnlab.classes", "cnnlab.families",
+                      "cnnlab.models"},
 }
 
 

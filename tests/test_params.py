@@ -81,7 +81,7 @@ def test_classifier_params_build_model_and_training_config(base):
 @pytest.mark.parametrize(
     "change,message",
     [
-        (("depth", 35), "depth 35 is not 6n\\+2; nearest valid depths: 32, 38"),
+        (("depth", 35), "depth 35 is neither 6n\\+2 \\(nearest: 32, 38\\) nor 18 \\(ResNet-18\\)"),
         (("arch", "dense"), "arch 'dense' is not supported: use one of plain, residual"),
         (("variant", "gelu"), "variant='gelu' is not allowed; use one of: relu-bn, tanh-nobn"),
         (("seed", -1), "classifier.seeds entry=-1 must be >= 0"),

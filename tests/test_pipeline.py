@@ -42,6 +42,9 @@ def test_all_stages_ran_and_wrote_outputs(repo):
         "tables/classifier_accuracy.md",
         "metrics/gradcam/8-relu-bn-0.json",
         "metrics/gradcam/8-relu-bn-1.json",
+        "metrics/gradcam/18-relu-bn-0.json",
+        "metrics/gradient_stats/trained-plain-18-relu-bn-1.json",
+        "models/classifier/plain-18-relu-bn-0.pt",
         "metrics/train_mnist_cnn.json",
         "metrics/train_fcn/upsample.json",
         "metrics/train_fcn/fcn8s.json",
@@ -60,6 +63,11 @@ def test_all_stages_ran_and_wrote_outputs(repo):
     header, *rows = (dest / "plots/train_classifier/plain-8-relu-bn-0/gradients.csv").read_text().splitlines()
     assert header == "epoch,layer_index,layer,kind,n_params,statistic,value"
     assert sorted({int(row.split(",")[0]) for row in rows}) == list(range(11))  # 10 epochs
+    # ResNet-18 without skips: its projection shortcuts get no gradient, hence no rows (not zeros)
+    noskip = (dest / "plots/train_classifier/plain-18-relu-bn-0/gradients.csv").read_text()
+    skip = (dest / "plots/train_classifier/residual-18-relu-bn-0/gradients.csv").read_text()
+    assert ".downsample.0," not in noskip and ".downsample.0," in skip
+    assert (dest / "plots/gradient_report/over_training/18-relu-bn-0.png").exists()
 
 
 def test_second_repro_is_a_noop(repo):
@@ -72,7 +80,8 @@ def test_trained_stages_learn(repo):
     """On the tiny synthetic data every trained stage beats chance (10 classes: 0.1) by a wide margin,
     which a label shuffle, a mean/std mix-up or a train/test split mix-up would not."""
     dest, _ = repo
-    for key in ("plain-8-relu-bn-0", "residual-8-relu-bn-0", "plain-8-relu-bn-1", "residual-8-relu-bn-1"):
+    for key in ("plain-8-relu-bn-0", "residual-8-relu-bn-0", "plain-8-relu-bn-1", "residual-8-relu-bn-1",
+                "plain-18-relu-bn-0", "residual-18-relu-bn-1"):
         metrics = json.loads((dest / f"metrics/train_classifier/{key}.json").read_text())
         assert metrics["test_acc"] >= 0.25, (key, metrics)  # 200 test images: chance is 0.10 +- 0.02
     assert json.loads((dest / "metrics/train_mnist_cnn.json").read_text())["test_acc"] >= 0.8

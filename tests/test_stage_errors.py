@@ -28,7 +28,7 @@ def run_stage(tmp_path: Path, script: str, *args: str) -> subprocess.CompletedPr
         ("train_classifier.py", ["--arch", "plain", "--depth", "20", "--variant", "relu-bn", "--seed", "0"],
          r"dataset data/cifar10 is missing .*run `dvc repro download`"),
         ("train_classifier.py", ["--arch", "plain", "--depth", "21", "--variant", "relu-bn", "--seed", "0"],
-         r"depth 21 is not 6n\+2; nearest valid depths: 20, 26"),
+         r"depth 21 is neither 6n\+2 \(nearest: 20, 26\) nor 18 \(ResNet-18\)"),
         ("train_classifier.py", ["--arch", "plain", "--depth", "20", "--variant", "relu-bn", "--seed", "0",
                                  "--device", "cuda:7"],
          r"asked for CUDA but no CUDA device is available|cuda:7"),

@@ -9,30 +9,36 @@ from __future__ import annotations
 
 import pandas as pd
 
-from cnnlab.compare import ARCHS, seed_columns, several_seeds
+from cnnlab.compare import ARCHS, is_resnet18, seed_columns, several_seeds
+from cnnlab.families import model_label
 from cnnlab.figures.style import ARCH_COLORS, plt
-from cnnlab.pipeline import model_name, split_key
+from cnnlab.pipeline import display_name, split_key
 
 DEPTH_STYLES = ["-", "--", ":", "-."]
 SEED_DOT = {"s": 14, "alpha": 0.6, "linewidths": 0, "zorder": 3}
 
 
 def _accuracy_panel(ax: plt.Axes, rows: pd.DataFrame, spread: bool) -> None:
-    """One variant: mean accuracy per depth and architecture; with ``spread``, std error bars and seed dots."""
-    for arch in ARCHS:
-        color = ARCH_COLORS[arch]
-        if not spread:
-            ax.plot(rows["depth"], 100 * rows[arch], marker="o", color=color, label=arch)
-            continue
-        n = int(rows[f"{arch}_n"].max())
-        ax.errorbar(rows["depth"], 100 * rows[arch], yerr=100 * rows[f"{arch}_std"].fillna(0), marker="o",
-                    color=color, capsize=3, label=f"{arch}, mean ± std of {n} seeds")
-        for column in seed_columns(rows, arch).values():
-            ax.scatter(rows["depth"], 100 * rows[column], color=color, **SEED_DOT)
+    """One variant: mean accuracy per depth and architecture; with ``spread``, std error bars and seed dots.
+    The 6n+2 nets are lines over depth; ResNet-18 (depth 18, another family) stands apart as diamonds."""
+    for family, group in rows.groupby(rows["depth"].map(is_resnet18), sort=True):
+        for arch in ARCHS:
+            color = ARCH_COLORS[arch]
+            name = model_label(arch, 18) if family else arch
+            style = {"marker": "D", "linestyle": "none", "markerfacecolor": "white"} if family else {"marker": "o"}
+            if not spread:
+                ax.plot(group["depth"], 100 * group[arch], color=color, label=name, **style)
+                continue
+            n = int(group[f"{arch}_n"].max())
+            ax.errorbar(group["depth"], 100 * group[arch], yerr=100 * group[f"{arch}_std"].fillna(0), color=color,
+                        capsize=3, label=f"{name}, mean ± std of {n} seeds", **style)
+            for column in seed_columns(group, arch).values():
+                ax.scatter(group["depth"], 100 * group[column], color=color, **SEED_DOT)
 
 
 def accuracy_vs_depth(table: pd.DataFrame) -> plt.Figure:
-    """Test accuracy against depth, plain vs residual; one panel per variant of the comparison table."""
+    """Test accuracy against depth, plain vs residual; one panel per variant of the comparison table (ResNet-18,
+    plain = without skips, as open diamonds at depth 18)."""
     variants = list(dict.fromkeys(table["variant"]))
     spread = several_seeds(table)
     fig, axes = plt.subplots(1, len(variants), figsize=(5 * len(variants), 3.6), squeeze=False)
@@ -71,7 +77,7 @@ def training_curves(histories: dict[str, pd.DataFrame], metric: str, ylabel: str
     for (arch, depth, variant), frames in groups.items():
         style = DEPTH_STYLES[depths.index(depth) % len(DEPTH_STYLES)]
         runs = pd.concat([f.set_index("epoch")[metric] for f in frames], axis=1)  # one column per seed
-        label = model_name(arch, depth, variant)
+        label = display_name(arch, depth, variant)
         if len(frames) > 1:
             ax.fill_between(runs.index, runs.min(axis=1), runs.max(axis=1), color=ARCH_COLORS[arch], alpha=0.2,
                             linewidth=0)

@@ -94,14 +94,17 @@ def _profile(ax: plt.Axes, rows: pd.DataFrame, color: str, label: str) -> None:
 
 
 def gradients_over_training(gradients: dict[str, pd.DataFrame], curves: dict[str, pd.DataFrame], title: str,
-                            statistic: str = "grad_rms", ylabel: str = "RMS gradient per parameter") -> plt.Figure:
+                            labels: dict[str, str] | None = None, statistic: str = "grad_rms",
+                            ylabel: str = "RMS gradient per parameter") -> plt.Figure:
     """Plain vs residual over training: the per-layer ``statistic`` profile at the first and at the last
     recorded epoch (two log-y panels, both architectures in each, shared y) and both training-loss curves.
 
     ``gradients`` maps an architecture (``"plain"``, ``"residual"``) to its ``train_classifier``
     ``gradients.csv``, ``curves`` to its DVCLive curves (:func:`cnnlab.tracking.read_curves`). Layers are labelled
-    by index (input -> output), whatever the network family.
+    by index (input -> output), whatever the network family; ``labels`` names each architecture's line (e.g.
+    ``resnet18-noskip``; default: the architecture).
     """
+    labels = {arch: (labels or {}).get(arch, arch) for arch in {*gradients, *curves}}
     fig, axes = plt.subplots(1, 3, figsize=(13.5, 3.8))
     first_ax, last_ax, loss_ax = axes
     first_ax.sharey(last_ax)
@@ -118,7 +121,8 @@ def gradients_over_training(gradients: dict[str, pd.DataFrame], curves: dict[str
         names = []
         for arch, frame in recorded.items():
             epoch = frame["epoch"].min() if which == "first" else frame["epoch"].max()
-            _profile(ax, frame[frame["epoch"] == epoch], ARCH_COLORS.get(arch, "0.3"), f"{arch}, epoch {epoch}")
+            _profile(ax, frame[frame["epoch"] == epoch], ARCH_COLORS.get(arch, "0.3"),
+                     f"{labels[arch]}, epoch {epoch}")
             names.append(int(epoch))
         when = sorted(set(names))
         detail = " (first step, initial weights)" if which == "first" and when == [0] else ""
@@ -130,7 +134,7 @@ def gradients_over_training(gradients: dict[str, pd.DataFrame], curves: dict[str
         ax.legend(fontsize=8)
     first_ax.set_ylabel(f"{ylabel} (log scale)")
     for arch, frame in curves.items():
-        loss_ax.plot(frame["epoch"], frame["train_loss"], "-o", color=ARCH_COLORS.get(arch, "0.3"), label=arch,
+        loss_ax.plot(frame["epoch"], frame["train_loss"], "-o", color=ARCH_COLORS.get(arch, "0.3"), label=labels[arch],
                      lw=1.4, ms=3)
     loss_ax.set_title("training loss", fontsize=10)
     loss_ax.set_xlabel("epoch")

@@ -36,6 +36,13 @@ Skip connections (``ResNet18Config.skip``)
     ``used_only=True``). Tools that insist every parameter gets a gradient (e.g. DistributedDataParallel
     without ``find_unused_parameters``) must be told.
 
+Variant and initialisation (the switches of the 6n+2 family, so that the classifier matrix treats both alike)
+    ``activation="tanh"`` puts a ``Tanh`` in every ``relu`` slot (the names stay), ``batchnorm=False`` makes
+    torchvision's ``norm_layer`` an ``Identity`` (the convolutions stay bias-free, as torchvision's): the
+    tanh / no-BN variant of the vanishing-gradient experiment. ``init="scaled"`` (default) is torchvision's
+    initialisation (Xavier-normal with gain 5/3 instead of Kaiming for tanh); ``init="default"`` keeps PyTorch's
+    per-layer defaults, as the 6n+2 family's ``default``.
+
 Hooks: each block's ``relu`` module is called twice per forward pass (torchvision reuses it after bn1
 and after the addition), the network-level ``relu`` once; hook the stages ``layer1``..``layer4`` or the
 blocks (``layer4.1``) for one output per pass. Grad-CAM uses ``layer4`` (:data:`GRADCAM_LAYER`).
@@ -53,12 +60,16 @@ from torchvision.models.resnet import BasicBlock, ResNet
 
 from cnnlab.config import config_from_dict, require_int
 from cnnlab.errors import UserError
+from cnnlab.families import RESNET18
 
 STAGE_CHANNELS = (64, 128, 256, 512)
 BLOCKS_PER_STAGE = (2, 2, 2, 2)
 STAGES = ("layer1", "layer2", "layer3", "layer4")
 STAGE_STRIDES = (1, 2, 4, 8)  # output stride of each stage relative to the input (stride-1 stem, no max-pool)
 GRADCAM_LAYER = "layer4"
+FAMILY = RESNET18  # the ``family`` entry of a config dict (checkpoints, params)
+ACTIVATIONS = ("relu", "tanh")
+INITS = ("scaled", "default")
 
 
 @dataclass(frozen=True)
@@ -72,10 +83,18 @@ class ResNet18Config:
     width: float = 1
     num_classes: int = 10
     in_channels: int = 3
+    activation: str = "relu"
+    batchnorm: bool = True
+    init: str = "scaled"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.skip, bool):
-            raise UserError(f"ResNet-18 skip must be true or false, got {self.skip!r}")
+        for name in ("skip", "batchnorm"):
+            if not isinstance(getattr(self, name), bool):
+                raise UserError(f"ResNet-18 {name} must be true or false, got {getattr(self, name)!r}")
+        for name, allowed in (("activation", ACTIVATIONS), ("init", INITS)):
+            if getattr(self, name) not in allowed:
+                raise UserError(f"ResNet-18 {name} {getattr(self, name)!r} is not supported: use one of "
+                                f"{', '.join(allowed)}")
         width = self.width
         if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0:
             raise UserError(f"ResNet-18 width must be a positive number (e.g. 0.25, 0.5, 1), got {width!r}")
@@ -98,17 +117,29 @@ class ResNet18Config:
         parts = ["resnet18"]
         if not self.skip:
             parts.append("noskip")
+        if self.activation != "relu":
+            parts.append(self.activation)
+        if not self.batchnorm:
+            parts.append("nobn")
         if self.width != 1:
             parts.append(f"w{self.width:g}")
+        if self.init != "scaled":
+            parts.append(f"{self.init}-init")
         return "-".join(parts)
 
     def to_dict(self) -> dict:
-        """Plain dict of every field (what checkpoints store and :meth:`from_dict` inverts)."""
-        return asdict(self)
+        """Plain dict of every field plus ``family: "resnet18"`` (what checkpoints store and :meth:`from_dict`
+        inverts; the family tells a ResNet-18 config from a 6n+2 one, see :mod:`cnnlab.models.classifiers`)."""
+        return {"family": FAMILY, **asdict(self)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ResNet18Config:
-        """Build from a params dict; unknown keys raise :class:`UserError`."""
+        """Build from a params dict (a ``family`` entry, if any, must be ``"resnet18"``); unknown keys raise
+        :class:`UserError`."""
+        data = dict(data)
+        family = data.pop("family", FAMILY)
+        if family != FAMILY:
+            raise UserError(f"ResNet-18 config with family {family!r}: expected {FAMILY!r}")
         return config_from_dict(cls, data, "ResNet-18 config")
 
 
@@ -135,23 +166,32 @@ class ResNet18(ResNet):
 
     def __init__(self, config: ResNet18Config | None = None) -> None:
         config = config or ResNet18Config()
-        super().__init__(SkipSwitchBlock, list(BLOCKS_PER_STAGE), num_classes=config.num_classes)
+        # Without BN, torchvision's norm_layer is an Identity (it accepts and ignores the channel count).
+        norm_layer = nn.BatchNorm2d if config.batchnorm else nn.Identity
+        super().__init__(SkipSwitchBlock, list(BLOCKS_PER_STAGE), num_classes=config.num_classes,
+                         norm_layer=norm_layer)
         self.config = config
         # Replace torchvision's ImageNet stem and rebuild the stages at the configured width with its own builder.
         channels = config.channels
         self.inplanes = channels[0]
         self.conv1 = nn.Conv2d(config.in_channels, channels[0], kernel_size=3, stride=1, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(channels[0])
+        self.bn1 = norm_layer(channels[0])
         self.maxpool = nn.Identity()
         for index, (name, planes, blocks) in enumerate(zip(STAGES, channels, BLOCKS_PER_STAGE, strict=True)):
             setattr(self, name, self._make_layer(SkipSwitchBlock, planes, blocks, stride=1 if index == 0 else 2))
         self.fc = nn.Linear(channels[-1], config.num_classes)
-        for module in self.modules():  # torchvision's initialisation, for the rebuilt modules
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        if config.activation == "tanh":  # the same module names ("relu"), holding a tanh
+            for module in [self, *self.blocks()]:
+                module.relu = nn.Tanh()
+        if config.init == "scaled":  # torchvision's initialisation, for the rebuilt modules; Xavier for tanh
+            for module in self.modules():
+                if isinstance(module, nn.Conv2d) and config.activation == "relu":
+                    nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+                elif isinstance(module, nn.Conv2d):
+                    nn.init.xavier_normal_(module.weight, gain=nn.init.calculate_gain("tanh"))
+                elif isinstance(module, nn.BatchNorm2d):
+                    nn.init.ones_(module.weight)
+                    nn.init.zeros_(module.bias)
         for block in self.blocks():
             block.skip = config.skip
 

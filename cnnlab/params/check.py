@@ -12,7 +12,7 @@ from typing import Any
 from cnnlab.config import get, integer_list
 from cnnlab.errors import UserError
 from cnnlab.gradcam import resolve_layer
-from cnnlab.models.cifar import CifarNetConfig, build_cifar_net
+from cnnlab.models.classifiers import build_classifier, default_gradcam_layer
 from cnnlab.models.fcn import VARIANTS
 from cnnlab.params.classifiers import classifier_params, model_config, trained_model_config
 from cnnlab.params.datasets import DATASETS, data_params
@@ -70,9 +70,9 @@ def validate_params(params: dict) -> None:
         if "classifier" in params and "train_classifier" in params:
             seed = classifier_seeds(params)[0]  # the seeds of a model share its architecture: check one
             for key in classifier_keys({**params, "classifier": {**params["classifier"], "seeds": [seed]}}):
-                net = build_cifar_net(CifarNetConfig.from_dict(trained_model_config(params, key)))
+                net = build_classifier(trained_model_config(params, key))
                 try:
-                    resolve_layer(net, p.layer)
+                    resolve_layer(net, p.layer or default_gradcam_layer(net.config))
                 except UserError as err:
                     raise UserError(f"params.yaml: gradcam.layer: {err}") from None
     if "train_mnist_cnn" in params:

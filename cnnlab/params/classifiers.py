@@ -1,4 +1,5 @@
-"""Sections ``classifier`` and ``train_classifier``: the CIFAR net config and training config of each classifier."""
+"""Sections ``classifier`` and ``train_classifier``: the network config and training config of each classifier
+(either family of :mod:`cnnlab.models.classifiers`: depth 18 is the ResNet-18, the others 6n+2 nets)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from dataclasses import dataclass
 
 from cnnlab.config import boolean, choice, get, integer
 from cnnlab.errors import UserError
-from cnnlab.models.cifar import CifarNetConfig
+from cnnlab.models.classifiers import classifier_config
 from cnnlab.pipeline import classifier_key, split_key
 from cnnlab.training import TrainConfig
 
@@ -17,13 +18,14 @@ CLASSIFIER_VARIANTS = {
     "relu-bn": {"activation": "relu", "batchnorm": True},
     "tanh-nobn": {"activation": "tanh", "batchnorm": False},
 }
-MODEL_KEYS = ("shortcut", "width", "init")  # model switches set in train_classifier, besides the matrix
+#: model switches set in train_classifier, besides the matrix (shortcut and width: 6n+2 nets; resnet18_width: ResNet-18)
+MODEL_KEYS = ("shortcut", "width", "resnet18_width", "init")
 
 
 @dataclass(frozen=True)
 class ClassifierParams:
     key: str  # "residual-56-relu-bn-0": the matrix key that names every output of the model
-    model: dict  # CifarNetConfig fields
+    model: dict  # the network config's to_dict() (CifarNetConfig or ResNet18Config fields)
     train: TrainConfig
     augment: bool
     seed: int  # the training seed: an entry of classifier.seeds, not the top-level seed
@@ -37,7 +39,7 @@ def classifier_params(params: dict, arch: str, depth: int, variant: str, seed: i
     ``seed`` (the matrix's seed axis, ``classifier.seeds``) seeds initialisation, data order and augmentation,
     so that several runs of one model differ only by chance; the top-level ``seed`` plays no part here.
     """
-    model = model_config(arch, depth, variant, params=params)  # validates arch, depth (6n+2), variant, ...
+    model = model_config(arch, depth, variant, params=params)  # validates arch, depth (6n+2 or 18), variant, ...
     section = {k: v for k, v in get(params, "train_classifier").items() if k not in MODEL_KEYS}
     seed = integer("classifier.seeds entry", seed, 0)
     augment = boolean("train_classifier.augment", section.pop("augment", True))
@@ -51,18 +53,21 @@ def classifier_params(params: dict, arch: str, depth: int, variant: str, seed: i
 
 
 def model_config(arch: str, depth: int, variant: str, init: str | None = None, params: dict | None = None) -> dict:
-    """The CIFAR net config of a matrix entry: variant switches, then train_classifier's model keys."""
+    """The network config (``to_dict()``) of a matrix entry: variant switches, then train_classifier's model keys."""
     choice("variant", variant, CLASSIFIER_VARIANTS)
-    config = {"arch": arch, "depth": depth, **CLASSIFIER_VARIANTS[variant]}
+    switches = dict(CLASSIFIER_VARIANTS[variant])
     if params is not None:
         section = get(params, "train_classifier")
-        config.update({k: section[k] for k in MODEL_KEYS if k in section})
+        switches.update({k: section[k] for k in MODEL_KEYS if k in section})
     if init is not None:
-        config["init"] = init
-    return CifarNetConfig.from_dict(config).to_dict()
+        switches["init"] = init
+    try:
+        return classifier_config(arch, depth, **switches).to_dict()
+    except UserError as err:
+        raise UserError(f"classifier {arch}-{depth}-{variant}: {err}") from None
 
 
 def trained_model_config(params: dict, key: str) -> dict:
-    """The CIFAR net config the params describe for ``train_classifier@<key>`` (what its checkpoint must hold)."""
+    """The network config the params describe for ``train_classifier@<key>`` (what its checkpoint must hold)."""
     arch, depth, variant, _seed = split_key(key)  # the seed changes the weights, not the architecture
     return model_config(arch, depth, variant, params=params)

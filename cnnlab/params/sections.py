@@ -75,7 +75,7 @@ GRADCAM_DEFAULT_CLASS_INDEX = 3
 class GradCamParams:
     class_name: str | None  # the class of the close-up figure; None = class GRADCAM_DEFAULT_CLASS_INDEX
     k: int  # how many test images of that class (the first k)
-    layer: str  # dotted module name of the explained layer, e.g. "layer3" (the last stage's output)
+    layer: str | None  # dotted module name of the explained layer, e.g. "layer3"; None = the family's last stage
     n_eval: int  # localisation/deletion metrics over the first n_eval test images
     deletion_steps: int  # points of the deletion curve besides the intact image
     batch_size: int  # images per forward pass (memory and speed only)
@@ -104,8 +104,9 @@ def gradcam_params(params: dict) -> GradCamParams:
     if class_name is not None and (not isinstance(class_name, str) or not class_name):
         raise UserError(f"params.yaml: {s}.class_name={class_name!r} must be a class name, e.g. cat, or null")
     layer = get(params, f"{s}.layer")
-    if not isinstance(layer, str) or not layer:
-        raise UserError(f"params.yaml: {s}.layer={layer!r} must be a module name of the CIFAR net, e.g. layer3")
+    if layer is not None and (not isinstance(layer, str) or not layer):
+        raise UserError(f"params.yaml: {s}.layer={layer!r} must be a module name of the classifiers, e.g. layer3, "
+                        "or null (the last stage: layer3 of a 6n+2 net, layer4 of ResNet-18)")
     return GradCamParams(
         class_name=class_name,
         k=integer(f"{s}.k", get(params, f"{s}.k"), 1),

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import pandas as pd
 
-from cnnlab.compare import ARCHS, accuracy_table, seed_columns, several_seeds
+from cnnlab.compare import ARCHS, accuracy_table, is_resnet18, seed_columns, several_seeds
 from cnnlab.config import get
-from cnnlab.pipeline import classifier_key, classifier_keys, classifier_metrics, classifier_seeds, model_name, split_key
+from cnnlab.pipeline import (
+    classifier_key,
+    classifier_keys,
+    classifier_metrics,
+    classifier_seeds,
+    display_name,
+    split_key,
+)
 from cnnlab.report.document import Block, Heading, Paragraph, Table
 from cnnlab.report.run import Run
 from cnnlab.report.text import fixed, half_up, pct_std, plural, pp, pp_std, series, trend, words
@@ -23,7 +30,11 @@ def _accuracy_findings(table: pd.DataFrame) -> list[str]:
     out = []
     seeds = len(seed_columns(table, "plain"))
     for variant, rows in table.groupby("variant", sort=False):
-        rows = rows.sort_values("depth")
+        resnet18 = rows["depth"].map(is_resnet18)
+        out.extend(_resnet18_finding(variant, r) for r in rows[resnet18].itertuples())
+        rows = rows[~resnet18].sort_values("depth")
+        if rows.empty:
+            continue
         both = rows.dropna(subset=["plain", "residual"])
         at = [f"at depth {r.depth} the residual network reaches {pct_std(r.residual, r.residual_std)} test accuracy "
               f"and the plain one {pct_std(r.plain, r.plain_std)} "
@@ -49,6 +60,17 @@ def _accuracy_findings(table: pd.DataFrame) -> list[str]:
                     text += f" The {arch} network's accuracy {direction} with depth ({series(shown)})."
         out.append(text)
     return out
+
+
+def _resnet18_finding(variant: str, r) -> str:
+    """ResNet-18 (depth 18) with and without skips: the accuracies, the gap and who is ahead."""
+    if is_missing(r.plain) or is_missing(r.residual):
+        return f"{variant}, ResNet-18: not both accuracies (see the notes in the table)."
+    gap = float(half_up(100 * r.residual_minus_plain, 1))
+    lead = ("The net with skips is ahead." if gap > 0 else "The net without skips is ahead." if gap < 0 else
+            "They tie.")
+    return (f"{variant}, ResNet-18: with skips {pct_std(r.residual, r.residual_std)}, without skips "
+            f"{pct_std(r.plain, r.plain_std)} ({pp_std(r.residual_minus_plain, r.residual_minus_plain_std)}). {lead}")
 
 
 def _leaders(gaps: list[float], depths: list[int]) -> str:
@@ -77,13 +99,13 @@ def _cell(mean: float, std: float, signed: bool = False) -> str:
 
 def _model_means(table: pd.DataFrame) -> dict[str, tuple[float, float]]:
     """``arch-depth-variant`` -> (mean, std) of its finished seeds, for every model with an accuracy."""
-    return {model_name(arch, r["depth"], r["variant"]): (r[arch], r[f"{arch}_std"])
+    return {display_name(arch, r["depth"], r["variant"]): (r[arch], r[f"{arch}_std"])
             for _, r in table.iterrows() for arch in ARCHS if not is_missing(r[arch])}
 
 
 def _run_label(key: str, with_seed: bool) -> str:
     arch, depth, variant, seed = split_key(key)
-    return model_name(arch, depth, variant) + (f" (seed {seed})" if with_seed else "")
+    return display_name(arch, depth, variant) + (f" (seed {seed})" if with_seed else "")
 
 
 def _curves_caption(table: pd.DataFrame, metrics: dict[str, dict], epochs: int) -> str:
@@ -119,7 +141,7 @@ def classifiers(run: Run, params: dict) -> list[Block]:
     spread = several_seeds(table)
     rows = []
     for _, r in table.iterrows():
-        row = {"variant": r["variant"], "depth": r["depth"],
+        row = {"variant": r["variant"], "depth": "18 (ResNet-18)" if is_resnet18(r["depth"]) else r["depth"],
                "parameters (plain / residual)": per_arch(r["variant"], r["depth"], "params",
                                                          lambda v: f"{v / 1e6:.3f}M", True),
                "plain acc. (%)": _cell(r["plain"], r["plain_std"]),
@@ -130,13 +152,16 @@ def classifiers(run: Run, params: dict) -> list[Block]:
         rows.append(row | {"note": r["note"]})
     findings = _accuracy_findings(table)
     curves = _curves_caption(table, metrics, get(params, "train_classifier.epochs"))
-    deepest = table.sort_values("depth").groupby("variant", sort=False).tail(1)
+    six = table[~table["depth"].map(is_resnet18)]
+    deepest = six.sort_values("depth").groupby("variant", sort=False).tail(1)
     at_deepest = " ".join(f"{r.variant}, depth {r.depth}: residual {pct_std(r.residual, r.residual_std)}, "
                           f"plain {pct_std(r.plain, r.plain_std)}." for r in deepest.itertuples())
     return [
         Heading("Plain vs residual networks on CIFAR-10"),
         Paragraph("Plain and residual networks share every layer; the residual ones add the identity shortcut "
-                  "around each block. Both are trained with the same recipe and evaluated on the test split."),
+                  "around each block. Both are trained with the same recipe and evaluated on the test split."
+                  + (" Depth 18 is ResNet-18 (the second seed document's model, on torchvision's blocks): plain "
+                     "means without skips, residual with them." if len(six) < len(table) else "")),
         Table(pd.DataFrame(rows), "Test accuracy of the final weights per depth"
               + (", mean ± sample std over the seeds (seeds: how many pair a plain and a residual run)" if spread
                  else "") + ". " + " ".join(findings) + " " + SEEDS_REFERENCE),

@@ -7,7 +7,7 @@ import pandas as pd
 from cnnlab.config import get
 from cnnlab.pipeline import classifier_seeds
 from cnnlab.report.document import Block, Heading, Table
-from cnnlab.report.text import plural
+from cnnlab.report.text import gradcam_layer, plural
 
 
 def _size(v: int | None) -> str:
@@ -52,7 +52,8 @@ def configuration(params: dict) -> list[Block]:
         ("FCN variants", f"{fcn}; {_size(p('train_fcn.train_size'))} training digits"),
         ("multi-digit canvases", f"{p('segment_mnist.canvas.count'):,} of {p('segment_mnist.canvas.rows')} × "
                                  f"{p('segment_mnist.canvas.cols')} cells"),
-        ("Grad-CAM", f"layer {p('gradcam.layer')}, metrics over the first {p('gradcam.n_eval'):,} test images"),
+        ("Grad-CAM", f"{gradcam_layer(p('gradcam.layer'))}, metrics over the first {p('gradcam.n_eval'):,} "
+                     "test images"),
     ]
     return [Heading("Configuration"),
             Table(pd.DataFrame(rows, columns=["setting", "value"]), "The parameters of this run (params.yaml).")]

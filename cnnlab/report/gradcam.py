@@ -5,10 +5,11 @@ from __future__ import annotations
 import pandas as pd
 
 from cnnlab.config import get
+from cnnlab.families import model_label
 from cnnlab.pipeline import classifier_seeds, gradcam_key, gradcam_metrics
 from cnnlab.report.document import Block, Bullets, Heading, Paragraph, Table
 from cnnlab.report.run import Run
-from cnnlab.report.text import fixed, pct, words
+from cnnlab.report.text import fixed, gradcam_layer, pct, words
 from cnnlab.tables import is_missing
 
 ARCHS = ("plain", "residual")
@@ -68,7 +69,7 @@ def gradcam(run: Run, params: dict) -> list[Block]:
     for (d, v), (m, std) in summary.items():
         for arch in ARCHS:
             a, sd = m.get(arch, {}), std[arch]
-            row = {"depth": d, "variant": v, "model": f"{arch}-{d}", "images": f"{m.get('images', 0):,}"}
+            row = {"depth": d, "variant": v, "model": model_label(arch, d), "images": f"{m.get('images', 0):,}"}
             if len(seeds) > 1:
                 row["seeds"] = str(len(seeds))
             row |= {"accuracy": _with_std(a.get("accuracy"), sd["accuracy"]),
@@ -79,7 +80,7 @@ def gradcam(run: Run, params: dict) -> list[Block]:
                         "energy in box": _with_std(a.get("energy_in_box"), sd["energy_in_box"]),
                         "chance (box area)": fixed(m.get("box_area_fraction"))}
             rows.append(row)
-            findings.append(_deletion_finding(f"{arch}-{d} ({v})", a))
+            findings.append(_deletion_finding(f"{model_label(arch, d)} ({v})", a))
             if boxes and not is_missing(a.get("pointing_game")) and not is_missing(m.get("box_area_fraction")):
                 chance = fixed(m["box_area_fraction"])
                 signs = {_compare(fixed(a[name]), chance) for name in ("pointing_game", "energy_in_box")}
@@ -87,7 +88,7 @@ def gradcam(run: Run, params: dict) -> list[Block]:
                 findings[-1] += (f" Pointing game {fixed(a['pointing_game'])} and energy in box "
                                  f"{fixed(a['energy_in_box'])} against a chance level of {chance}"
                                  + verdict.get(frozenset(signs), "."))
-    layer = get(params, "gradcam.layer")
+    layer = gradcam_layer(get(params, "gradcam.layer"))
     faithful = sum(_faithful(m.get(a, {})) for m in metrics.values() for a in ARCHS)
     blocks: list[Block] = [
         Heading("Grad-CAM: where do the classifiers look?"),

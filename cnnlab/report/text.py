@@ -74,3 +74,8 @@ def series(values: list[str]) -> str:
 def words(items: list[str]) -> str:
     """["a", "b", "c"] -> "a, b and c"."""
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def gradcam_layer(layer: str | None) -> str:
+    """``gradcam.layer`` in a sentence: the module name, or what null means."""
+    return layer or "the last stage (layer3 of a 6n+2 net, layer4 of ResNet-18)"
