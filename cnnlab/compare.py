@@ -279,3 +279,40 @@ def gradient_markdown(table: pd.DataFrame) -> str:
     shown = gradient_display(table, sci)
     numeric = {"depth", "seeds", *(h for h, c in GRADIENT_COLUMNS.items() if c in _GRADIENT_NUMBERS)}
     return markdown_table(shown, right=[c for c in shown.columns if c in numeric]) + "\n"
+
+
+# --------------------------------------------------------------------------- gradients over training
+
+#: the statistic of the over-training figures and of the stacked ``over_training.csv``
+OVER_TRAINING_STAT = "grad_rms"
+
+
+def first_last_epochs(gradients: pd.DataFrame, statistic: str = OVER_TRAINING_STAT) -> pd.DataFrame:
+    """The rows of ``statistic`` at the first and at the last recorded epoch of a ``train_classifier``
+    ``gradients.csv`` (epoch 0 = the first step, at the initial weights, when it was recorded); empty when
+    nothing was recorded."""
+    rows = gradients[gradients["statistic"] == statistic]
+    if rows.empty:
+        return rows
+    return rows[rows["epoch"].isin([rows["epoch"].min(), rows["epoch"].max()])].reset_index(drop=True)
+
+
+def over_training_table(gradients: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Every classifier's first- and last-epoch profile (:func:`first_last_epochs`) in one long table for the
+    overlaid DVC plot: ``model`` = the network (:func:`cnnlab.families.model_label`) and epoch (one line each),
+    ``panel`` = depth, variant and seed (the figure the rows belong to), then the key's fields and the CSV's
+    columns."""
+    tables, labels = {}, {}
+    for key, frame in gradients.items():
+        arch, depth, variant, seed = split_key(key)
+        rows = first_last_epochs(frame)
+        for epoch, part in rows.groupby("epoch", sort=True):
+            name = f"{key}@{epoch}"
+            tables[name] = part.drop(columns="epoch")
+            labels[name] = {"model": f"{model_label(arch, depth)} epoch {epoch}", "panel": f"{depth}-{variant}-{seed}",
+                            "arch": arch, "depth": depth, "variant": variant, "seed": seed, "epoch": int(epoch)}
+    if not tables:
+        columns = ["model", "panel", "arch", "depth", "variant", "seed", "epoch"]
+        return pd.DataFrame(columns=columns + [c for c in next(iter(gradients.values()), pd.DataFrame()).columns
+                                               if c != "epoch"])
+    return stack_tables(tables, labels)

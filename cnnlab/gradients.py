@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.errors import UserError
+from cnnlab.gradient_recording import _weight_modules
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -51,30 +52,8 @@ PROFILE_STATS = ("grad_l2", "grad_rms", "grad_mean_abs")
 
 
 # --------------------------------------------------------------------------------------------------
-# Which parameters count as layers
+# Which parameters count as layers: see cnnlab.gradient_recording (shared with the recording during training)
 
-
-def _layer_kind(module: nn.Module) -> str | None:
-    if isinstance(module, nn.modules.conv._ConvNd):
-        return "conv"
-    if isinstance(module, nn.Linear):
-        return "linear"
-    return None
-
-
-def _weight_modules(model: nn.Module) -> list[tuple[str, str, nn.Parameter]]:
-    """``(module name, kind, weight)`` of every trainable conv/linear weight, in registration order."""
-    layers, seen = [], set()
-    for name, module in model.named_modules():
-        kind = _layer_kind(module)
-        weight = getattr(module, "weight", None)
-        if kind is None or not isinstance(weight, nn.Parameter) or not weight.requires_grad:
-            continue
-        if id(weight) in seen:  # a tied weight counts once, at its first use
-            continue
-        seen.add(id(weight))
-        layers.append((name, kind, weight))
-    return layers
 
 
 def weight_layers(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
@@ -387,3 +366,4 @@ def first_last_table(df: pd.DataFrame) -> pd.DataFrame:
     with np.errstate(divide="ignore", invalid="ignore"):
         table["ratio_mean_abs"] = table["first_grad_mean_abs"] / table["last_grad_mean_abs"]
     return table.reset_index()
+

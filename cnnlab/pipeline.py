@@ -154,6 +154,11 @@ def classifier_curves(key: str) -> Path:
     return Path("dvclive/train_classifier") / key
 
 
+def classifier_gradients(key: str) -> Path:
+    """The per-epoch gradient statistics of ``train_classifier@<key>`` (one row per epoch, layer and statistic)."""
+    return Path("plots/train_classifier") / key / "gradients.csv"
+
+
 def gradient_plots(name: str) -> Path:
     """The folder of ``stats.csv``, ``profile.csv`` and ``first_last.csv`` of gradient-statistics ``name``."""
     return Path("plots/gradient_stats") / name

@@ -61,7 +61,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +75,7 @@ from cnnlab import distributed
 from cnnlab.config import config_from_dict, is_int, is_number
 from cnnlab.device import eval_mode, pick_device
 from cnnlab.errors import Interrupted, UserError
+from cnnlab.gradient_recording import EpochGradients
 from cnnlab.io import save_torch
 from cnnlab.metrics.classification import count_correct
 
@@ -87,9 +88,9 @@ STEP_FACTOR = 0.1
 SYNC_EVERY = 10  # steps between host syncs (progress bar, NaN check)
 HISTORY_KEYS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds", "images_per_sec")
 TIMING_KEYS = ("train_seconds", "images_per_sec")  # wall-clock results: never in reproducible outputs
-RESUME_FORMAT = 2
+RESUME_FORMAT = 3  # 3: + the per-epoch gradient record ("gradients")
 RESUME_FIELDS = ("format", "key", "epoch", "epochs", "model", "optimizer", "scaler", "rng", "history", "best_epoch",
-                 "best_test_acc", "best_state", "ema")
+                 "best_test_acc", "best_state", "ema", "gradients")
 
 #: ``prepare(uint8 batch, train, generator) -> float input``, see :mod:`cnnlab.augment`; under torchrun the training
 #: batches are called with ``shard=(start, global_batch_size)`` (the rows of the global batch this rank holds)
@@ -114,7 +115,9 @@ class TrainConfig:
     cross-entropy); ``ema_epochs`` is the time constant, in epochs, of the evaluated exponential moving average
     of the weights (0 = off; per-step decay ``exp(-1 / (ema_epochs * steps_per_epoch))``); ``eval_flip``
     averages the logits of each test image and its mirror; ``decay_bn_bias: false`` exempts parameters with fewer
-    than two dimensions (BatchNorm scales and shifts, biases) from ``weight_decay``.
+    than two dimensions (BatchNorm scales and shifts, biases) from ``weight_decay``. ``grad_every`` = k > 0 records
+    per-layer gradient statistics on every k-th step (0 = off; see :class:`cnnlab.gradients.EpochGradients`, and
+    :attr:`TrainResult.gradients`); the recording reads the gradients only, so the training result is the same.
     """
 
     epochs: int
@@ -136,6 +139,7 @@ class TrainConfig:
     ema_epochs: float = 0.0
     eval_flip: bool = False
     decay_bn_bias: bool = True
+    grad_every: int = 0
 
     def validate(self, n_train: int) -> None:
         """Raise :class:`UserError` naming the key and value of the first bad setting."""
@@ -180,6 +184,7 @@ class TrainConfig:
         if self.warmup_epochs > self.epochs:
             raise bad("warmup_epochs", f"exceeds epochs={self.epochs}: use at most {self.epochs}")
         need_int("eval_batch_size", 1)
+        need_int("grad_every", 0)
         need_int("seed", 0)
         if self.device is not None and not isinstance(self.device, str):
             raise bad("device", "is invalid: use auto, cpu or cuda[:N]")
@@ -356,6 +361,8 @@ class TrainResult:
     and ``images_per_sec`` cover the training steps only (evaluation excluded; after a resume, the epochs
     of every run). ``best_epoch`` is 1-based; 0 (and ``best_test_acc`` None) when no epoch completed.
     ``resumed_epoch`` is the number of epochs restored from a resume state (0 for a fresh run).
+    ``gradients``: with ``grad_every > 0`` the per-epoch gradient record (epoch 0 = the first step's gradient at
+    the initial weights, then one entry per completed epoch; ``.to_frame()`` gives the table), else None.
     """
 
     history: list[dict] = field(default_factory=list)
@@ -367,12 +374,14 @@ class TrainResult:
     images_per_sec: float = 0.0
     diverged_epoch: int | None = None
     resumed_epoch: int = 0
+    gradients: EpochGradients | None = None
 
     def summary(self) -> dict:
-        """The reproducible scalar results, e.g. for a metrics JSON file: no history, no wall-clock figures
-        (:meth:`timing`), nothing that depends on whether the run was interrupted."""
-        skip = {"history", "resumed_epoch", *TIMING_KEYS}
-        return {k: v for k, v in asdict(self).items() if k not in skip}
+        """The reproducible scalar results, e.g. for a metrics JSON file: no history, no gradient record, no
+        wall-clock figures (:meth:`timing`), nothing that depends on whether the run was interrupted."""
+        skip = {"history", "resumed_epoch", "gradients", *TIMING_KEYS}
+        # not asdict(): it would deep-copy the gradient record, which holds the model's weights
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
 
     def timing(self) -> dict:
         """The wall-clock results (``train_seconds``, ``images_per_sec``), which differ from run to run."""
@@ -436,6 +445,9 @@ class _Stepper:
         self.steps_per_epoch = steps_per_epoch
         self.lr_at = lr_schedule(cfg, steps_per_epoch)
         self.lr = cfg.lr
+        # every rank records (DDP has averaged the gradients: the same numbers everywhere), so every rank
+        # returns the same result
+        self.gradients = EpochGradients(model) if cfg.grad_every > 0 else None
 
     def distribute(self) -> None:
         """Wrap the model for DistributedDataParallel (call with the process group set up and BN synced)."""
@@ -473,6 +485,13 @@ class _Stepper:
                 loss = self._global_share(logits.float(), target)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        if self.gradients is not None and step % self.cfg.grad_every == 0:
+            # fp16: the gradients are scaled; unscale_ divides them in place, and step() then does not unscale
+            # again (the documented way to read gradients between backward and step; a no-op when disabled)
+            self.scaler.unscale_(self.optimizer)
+            self.gradients.record()
+            if step == 0:  # epoch 0: the gradient at the initial weights (this batch also counts for epoch 1)
+                self.gradients.snapshot(0)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         if self.ema is not None:
@@ -587,6 +606,7 @@ def _resume_state(
         "best_test_acc": result.best_test_acc,
         "best_state": best_state if result.best_epoch < epoch else None,  # None: the weights of `epoch`
         "ema": None if stepper.ema is None else stepper.ema.state_dict(),
+        "gradients": None if stepper.gradients is None else stepper.gradients.state_dict(),
     }
 
 
@@ -623,9 +643,14 @@ def _restore(state: dict, stepper: _Stepper, result: TrainResult, gen: torch.Gen
     (None: the loaded ones). Raises on a state that does not fit; the model is then left as it was."""
     model, optimizer, scaler, ema = stepper.model, stepper.optimizer, stepper.scaler, stepper.ema
     before = _snapshot(model), optimizer.state_dict(), scaler.state_dict(), None if ema is None else _snapshot(ema)
+    empty_gradients = None if stepper.gradients is None else stepper.gradients.state_dict()
     try:
         if (ema is None) != (state["ema"] is None):
             raise ValueError("the state was saved with the weight average switched the other way")
+        if (stepper.gradients is None) != (state["gradients"] is None):
+            raise ValueError("the state was saved with the gradient recording switched the other way")
+        if stepper.gradients is not None:
+            stepper.gradients.load_state_dict(state["gradients"])
         model.load_state_dict(state["model"])
         if ema is not None:
             ema.load_state_dict(state["ema"])
@@ -647,6 +672,8 @@ def _restore(state: dict, stepper: _Stepper, result: TrainResult, gen: torch.Gen
         scaler.load_state_dict(before[2])
         if ema is not None:
             ema.load_state_dict(before[3])
+        if stepper.gradients is not None:
+            stepper.gradients.load_state_dict(empty_gradients)
         gen.manual_seed(stepper.cfg.seed)
         torch.manual_seed(stepper.cfg.seed)
         raise
@@ -691,6 +718,9 @@ def fit(
         raise UserError(f"training batch_size={cfg.batch_size} cannot be split over {world} processes: "
                         f"use a batch size divisible by {world}")
     stepper = _Stepper(model, cfg, prepare, class_weights, len(train[0]) // cfg.batch_size, name)
+    if cfg.grad_every > stepper.steps_per_epoch and stepper.main:
+        log.warning("%s: grad_every=%d exceeds the %d steps of an epoch: some epochs record no gradients", name,
+                    cfg.grad_every, stepper.steps_per_epoch)
     owns_group = distributed.setup(stepper.device)
     try:
         with distributed.sync_batchnorm(model, stepper.device):
@@ -759,6 +789,8 @@ def _fit(
                     if not math.isfinite(test_loss):
                         raise _Diverged(test_loss)
                 except _Diverged as err:
+                    if stepper.gradients is not None:
+                        stepper.gradients.discard_epoch()
                     result.diverged_epoch = epoch
                     (log.warning if main else log.debug)(
                         "%s diverged in epoch %d (loss %s); stopped and restored the weights of %s",
@@ -769,6 +801,8 @@ def _fit(
                 row = {key: row[key] for key in HISTORY_KEYS}
                 result.history.append(row)
                 result.train_seconds += row["seconds"]
+                if stepper.gradients is not None:
+                    stepper.gradients.close_epoch(epoch)
                 if result.best_test_acc is None or test_acc > result.best_test_acc:
                     result.best_epoch, result.best_test_acc = epoch, test_acc
                     if epoch < cfg.epochs:  # only needed to recover from a later divergence
@@ -789,6 +823,7 @@ def _fit(
             raise Interrupted(f"{name} stopped after {len(result.history)}/{cfg.epochs} epochs{resume}") from None
         finally:
             bar.close()
+    result.gradients = stepper.gradients
     if result.history:
         result.images_per_sec = len(result.history) * stepper.steps_per_epoch * cfg.batch_size / result.train_seconds
     if result.diverged_epoch is None:

@@ -6,6 +6,12 @@ training seed: the table gives their mean ± std over seeds); writes ``tables/gr
 ``plots/gradient_report/table.csv``, every model's per-layer profile and first/last-layer curves stacked into
 ``profiles.csv`` and ``first_last.csv`` (columns ``model`` and ``panel`` first: the data of the overlaid DVC
 plots) and the figures ``plots/gradient_report/{profile_rms,profile_l2,grad_norm,grad_std}.png``.
+
+Gradients over training: from every classifier's ``plots/train_classifier/<key>/gradients.csv`` and DVCLive
+curves ``dvclive/train_classifier/<key>/``, one figure per (depth, variant, seed) of the ``classifier`` matrix,
+``plots/gradient_report/over_training/<depth>-<variant>-<seed>.png`` (per-layer RMS gradient at the first and
+the last epoch, plain vs residual, and both training losses), and their rows stacked in
+``plots/gradient_report/over_training.csv`` (the overlaid DVC plot).
 """
 
 import argparse
@@ -14,13 +20,32 @@ from pathlib import Path
 import _env  # noqa: F401  (first: one-line error outside the project's environment)
 import pandas as pd
 
-from cnnlab.compare import gradient_csv, gradient_labels, gradient_markdown, gradient_table, stack_tables
+from cnnlab.compare import (
+    gradient_csv,
+    gradient_labels,
+    gradient_markdown,
+    gradient_table,
+    over_training_table,
+    stack_tables,
+)
+from cnnlab.config import get
 from cnnlab.errors import run_cli
-from cnnlab.figures.gradients import first_last_over_iterations, gradient_profiles
+from cnnlab.families import LABELS, family_of, model_label
+from cnnlab.figures.gradients import first_last_over_iterations, gradient_profiles, gradients_over_training
 from cnnlab.figures.style import save_figure
-from cnnlab.io import atomic_path, read_json, write_text
+from cnnlab.io import atomic_dir, atomic_path, read_json, write_text
 from cnnlab.params import load_params
-from cnnlab.pipeline import classifier_seeds, gradient_metrics, gradient_names, gradient_plots
+from cnnlab.pipeline import (
+    classifier_curves,
+    classifier_gradients,
+    classifier_key,
+    classifier_seeds,
+    gradcam_keys,
+    gradient_metrics,
+    gradient_names,
+    gradient_plots,
+)
+from cnnlab.tracking import read_curves
 
 
 def main() -> None:
@@ -54,6 +79,22 @@ def main() -> None:
                                            "First and last layer gradient norm over iterations"), out / "grad_norm.png")
     save_figure(first_last_over_iterations(first_last, "grad_std", "gradient std",
                                            "First and last layer gradient std over iterations"), out / "grad_std.png")
+
+    # gradients over training: one figure per (depth, variant, seed), the architectures side by side
+    archs = get(params, "classifier.archs")
+    recorded = {}
+    with atomic_dir(out / "over_training") as folder:
+        for depth, variant, seed in gradcam_keys(params):  # the (depth, variant, seed) product of the matrix
+            keys = {arch: classifier_key(arch, depth, variant, seed) for arch in archs}
+            gradients = {arch: pd.read_csv(classifier_gradients(key)) for arch, key in keys.items()}
+            curves = {arch: read_curves(classifier_curves(key)) for arch, key in keys.items()}
+            recorded |= {keys[arch]: frame for arch, frame in gradients.items()}
+            title = f"Gradients over training: {LABELS[family_of(depth)]} depth {depth}, {variant}, seed {seed}"
+            names = {arch: model_label(arch, depth) for arch in archs}
+            save_figure(gradients_over_training(gradients, curves, title, names),
+                        folder / f"{depth}-{variant}-{seed}.png")
+    with atomic_path(out / "over_training.csv") as tmp:
+        over_training_table(recorded).to_csv(tmp, index=False, float_format="%.6g")
     print(gradient_markdown(table))
 
 

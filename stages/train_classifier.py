@@ -5,8 +5,10 @@
 ``--seed`` (an entry of ``classifier.seeds``) seeds initialisation, data order and augmentation.
 Reads ``data/cifar10`` and params ``train_classifier``; writes
 ``models/classifier/<key>.pt`` (state dict + the config that built it),
-``metrics/train_classifier/<key>.json`` and the DVCLive curves ``dvclive/train_classifier/<key>/`` (all
-byte-reproducible), and the wall-clock figures ``metrics/timing/train_classifier/<key>.json``.
+``metrics/train_classifier/<key>.json``, the DVCLive curves ``dvclive/train_classifier/<key>/`` and the
+per-epoch gradient statistics ``plots/train_classifier/<key>/gradients.csv`` (``train_classifier.grad_every``;
+only the header when it is 0) (all byte-reproducible), and the wall-clock figures
+``metrics/timing/train_classifier/<key>.json``.
 A run whose loss becomes NaN/inf is recorded as diverged (metrics say so; no garbage numbers).
 An interrupted run resumes at its last completed epoch (``.cnnlab-resume/``, see :mod:`cnnlab.resume`).
 """
@@ -21,11 +23,18 @@ from cnnlab.checkpoints import CLASSES, count_parameters, save_checkpoint
 from cnnlab.data.canonical import load_manifest, load_split
 from cnnlab.device import add_device_argument, configure_threads, seed_everything
 from cnnlab.errors import run_cli
-from cnnlab.io import write_json
+from cnnlab.gradient_recording import training_gradients_frame
+from cnnlab.io import atomic_path, write_json
 from cnnlab.models.classifiers import build_classifier, config_from_dict
 from cnnlab.params import load_params
 from cnnlab.params.classifiers import classifier_params
-from cnnlab.pipeline import classifier_checkpoint, classifier_curves, classifier_metrics, timing_metrics_path
+from cnnlab.pipeline import (
+    classifier_checkpoint,
+    classifier_curves,
+    classifier_gradients,
+    classifier_metrics,
+    timing_metrics_path,
+)
 from cnnlab.resume import Resume
 from cnnlab.tracking import fit_with_curves, result_line, result_metrics, timing_metrics
 
@@ -65,6 +74,8 @@ def main() -> None:
                     {CLASSES: manifest["classes"], "train_mean": manifest["train_mean"],
                      "train_std": manifest["train_std"], "metrics": metrics})
     write_json(classifier_metrics(p.key), metrics)
+    with atomic_path(classifier_gradients(p.key)) as tmp:  # a declared output: written even with recording off
+        training_gradients_frame(result.gradients).to_csv(tmp, index=False, float_format="%.6g")
     write_json(timing_metrics_path("train_classifier", p.key), timing_metrics(result))
     resume.clear()
     print(result_line(p.key, result))

@@ -59,8 +59,19 @@ def test_all_stages_ran_and_wrote_outputs(repo):
         "data/segmented_mnist/canvases.pt",
         "plots/segment_mnist/digits.png",
         "plots/segment_mnist/canvases.png",
+        "plots/gradient_report/over_training/8-relu-bn-1.png",
+        "plots/gradient_report/over_training.csv",
     ]:
         assert (dest / path).exists(), path
+    # the gradients recorded during training: epoch 0 (the first step) and every epoch, one row per layer and stat
+    header, *rows = (dest / "plots/train_classifier/plain-8-relu-bn-0/gradients.csv").read_text().splitlines()
+    assert header == "epoch,layer_index,layer,kind,n_params,statistic,value"
+    assert sorted({int(row.split(",")[0]) for row in rows}) == list(range(11))  # 10 epochs
+    # ResNet-18 without skips: its projection shortcuts get no gradient, hence no rows (not zeros)
+    noskip = (dest / "plots/train_classifier/plain-18-relu-bn-0/gradients.csv").read_text()
+    skip = (dest / "plots/train_classifier/residual-18-relu-bn-0/gradients.csv").read_text()
+    assert ".downsample.0," not in noskip and ".downsample.0," in skip
+    assert (dest / "plots/gradient_report/over_training/18-relu-bn-0.png").exists()
 
 
 def test_second_repro_is_a_noop(repo):

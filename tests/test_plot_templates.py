@@ -124,3 +124,18 @@ def test_dvcs_linear_template_warns_on_short_curves():
     """The reason for simple_lines: DVC's default `linear` template logs an infinite extent for 2 points."""
     result = render(filled("linear", dvclive_points(2), "step", "loss"))
     assert any("Infinite extent" in w for w in result["warnings"]), result["warnings"]
+
+
+def test_gradient_epochs_template_draws_a_line_per_epoch_and_a_panel_per_statistic():
+    t = template("gradient_epochs")
+    enc = t["encoding"]
+    assert enc["color"]["field"] == "epoch" and enc["color"]["type"] == "ordinal"
+    assert enc["facet"]["field"] == "statistic" and enc["y"]["scale"]["type"] == "log"
+    assert enc["strokeDash"]["field"] == "rev"
+    stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["train_classifier"]
+    props = [p for entry in stage["plots"] for out, p in entry.items() if out.endswith("/gradients.csv")]
+    assert props == [{**props[0], "template": "gradient_epochs", "x": "layer_index", "y": "value"}]
+    rows = [{"rev": "workspace", "epoch": e, "statistic": s, "layer_index": i, "value": 10.0 ** -(i + e)}
+            for e in (0, 1, 2) for s in ("grad_rms", "grad_l2") for i in range(4)]
+    result = render(filled("gradient_epochs", rows, "layer_index", "value"))
+    assert result["warnings"] == []

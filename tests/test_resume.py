@@ -32,7 +32,8 @@ ARGS = ["--arch", "plain", "--depth", "8", "--variant", "relu-bn", "--seed", "0"
 EPOCHS = 3
 STATE = Path(".cnnlab-resume/train_classifier") / f"{KEY}.pt"
 #: every output train_classifier declares in dvc.yaml except the timing file (wall-clock by nature)
-REPRODUCIBLE = [f"models/classifier/{KEY}.pt", f"metrics/train_classifier/{KEY}.json"]
+REPRODUCIBLE = [f"models/classifier/{KEY}.pt", f"metrics/train_classifier/{KEY}.json",
+                f"plots/train_classifier/{KEY}/gradients.csv"]
 TIMING = f"metrics/timing/train_classifier/{KEY}.json"
 
 DRIVER = textwrap.dedent("""
@@ -60,8 +61,9 @@ DRIVER = textwrap.dedent("""
 def make_project(folder: Path, **training: object) -> Path:
     """A project folder with params.yaml (tiny training settings + ``training``) and 64/32 random CIFAR-like images."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    # grad_every=3 of 4 steps per epoch: the gradients over training, recorded on different steps of each epoch
     params["train_classifier"].update(epochs=EPOCHS, batch_size=16, eval_batch_size=32, show_progress=False,
-                                      warmup_epochs=0, **training)
+                                      warmup_epochs=0, **{"grad_every": 3, **training})
     folder.mkdir(parents=True)
     (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     gen = torch.Generator().manual_seed(0)
@@ -114,6 +116,8 @@ def reference(tmp_path_factory) -> dict[str, bytes]:
     assert "resuming" not in first.stdout
     result = outputs(folder)
     assert any("/plots/metrics/" in name for name in result) and len(result) >= 7
+    gradients = result[REPRODUCIBLE[2]].decode().splitlines()
+    assert len(gradients) > 1 and {row.split(",")[0] for row in gradients[1:]} == {"0", "1", "2", "3"}
     timing = (folder / TIMING).read_text()
     assert '"train_seconds"' in timing and '"images_per_sec"' in timing
     for name in REPRODUCIBLE:

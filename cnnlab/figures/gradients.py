@@ -83,3 +83,66 @@ def first_last_over_iterations(tables: dict[str, pd.DataFrame], stat: str, ylabe
             ax.plot(frame["iteration"], frame[f"first_{stat}"], "-", color=color, label=f"{p['arch']}, first layer")
             ax.plot(frame["iteration"], frame[f"last_{stat}"], "--", color=color, label=f"{p['arch']}, last layer")
     return grid.finish("iteration", ylabel, title)
+
+
+def _profile(ax: plt.Axes, rows: pd.DataFrame, color: str, label: str) -> None:
+    """One per-layer line; layers without rows (no gradient: unused modules) break the line instead of
+    being bridged."""
+    series = rows.set_index("layer_index")["value"].sort_index()
+    series = series.reindex(range(int(series.index.min()), int(series.index.max()) + 1))
+    ax.plot(series.index, series.to_numpy(), "-o", color=color, label=label, lw=1.4, ms=2.5)
+
+
+def gradients_over_training(gradients: dict[str, pd.DataFrame], curves: dict[str, pd.DataFrame], title: str,
+                            labels: dict[str, str] | None = None, statistic: str = "grad_rms",
+                            ylabel: str = "RMS gradient per parameter") -> plt.Figure:
+    """Plain vs residual over training: the per-layer ``statistic`` profile at the first and at the last
+    recorded epoch (two log-y panels, both architectures in each, shared y) and both training-loss curves.
+
+    ``gradients`` maps an architecture (``"plain"``, ``"residual"``) to its ``train_classifier``
+    ``gradients.csv``, ``curves`` to its DVCLive curves (:func:`cnnlab.tracking.read_curves`). Layers are labelled
+    by index (input -> output), whatever the network family; ``labels`` names each architecture's line (e.g.
+    ``resnet18-noskip``; default: the architecture).
+    """
+    labels = {arch: (labels or {}).get(arch, arch) for arch in {*gradients, *curves}}
+    fig, axes = plt.subplots(1, 3, figsize=(13.5, 3.8))
+    first_ax, last_ax, loss_ax = axes
+    first_ax.sharey(last_ax)
+    recorded = {arch: frame[frame["statistic"] == statistic] for arch, frame in gradients.items()}
+    epochs = [int(e) for frame in recorded.values() for e in frame["epoch"]]
+    for ax, which in ((first_ax, "first"), (last_ax, "last")):
+        if not epochs:
+            ax.text(0.5, 0.5, "not recorded\n(train_classifier.grad_every: 0)", ha="center", va="center",
+                    color="0.5", transform=ax.transAxes)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(f"{which} epoch")
+            continue
+        names = []
+        for arch, frame in recorded.items():
+            epoch = frame["epoch"].min() if which == "first" else frame["epoch"].max()
+            _profile(ax, frame[frame["epoch"] == epoch], ARCH_COLORS.get(arch, "0.3"),
+                     f"{labels[arch]}, epoch {epoch}")
+            names.append(int(epoch))
+        when = sorted(set(names))
+        detail = " (first step, initial weights)" if which == "first" and when == [0] else ""
+        ax.set_title(f"{which} epoch: {', '.join(map(str, when))}{detail}", fontsize=10)
+        ax.set_yscale("log")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3, which="both")
+        ax.set_xlabel("weight layer (input → output)")
+        ax.legend(fontsize=8)
+    first_ax.set_ylabel(f"{ylabel} (log scale)")
+    for arch, frame in curves.items():
+        loss_ax.plot(frame["epoch"], frame["train_loss"], "-o", color=ARCH_COLORS.get(arch, "0.3"), label=labels[arch],
+                     lw=1.4, ms=3)
+    loss_ax.set_title("training loss", fontsize=10)
+    loss_ax.set_xlabel("epoch")
+    loss_ax.set_ylabel("training loss (cross-entropy)")
+    loss_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    loss_ax.grid(alpha=0.3)
+    if curves:
+        loss_ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
