@@ -30,7 +30,7 @@ from cnnlab.compare import (
 )
 from cnnlab.config import get
 from cnnlab.errors import run_cli
-from cnnlab.families import LABELS, family_of, model_label
+from cnnlab.families import LABELS, SIX_N_PLUS_2, family_of, model_label
 from cnnlab.figures.gradients import first_last_over_iterations, gradient_profiles, gradients_over_training
 from cnnlab.figures.style import save_figure
 from cnnlab.io import atomic_dir, atomic_path, read_json, write_text
@@ -89,7 +89,8 @@ def main() -> None:
             gradients = {arch: pd.read_csv(classifier_gradients(key)) for arch, key in keys.items()}
             curves = {arch: read_curves(classifier_curves(key)) for arch, key in keys.items()}
             recorded |= {keys[arch]: frame for arch, frame in gradients.items()}
-            title = f"Gradients over training: {LABELS[family_of(depth)]} depth {depth}, {variant}, seed {seed}"
+            net = f"depth {depth}" if family_of(depth) == SIX_N_PLUS_2 else LABELS[family_of(depth)]
+            title = f"Gradients over training: {net}, {variant}, seed {seed}"
             names = {arch: model_label(arch, depth) for arch in archs}
             save_figure(gradients_over_training(gradients, curves, title, names),
                         folder / f"{depth}-{variant}-{seed}.png")
