@@ -131,11 +131,12 @@ FCN_VARIANTS = ("upsample", "fcn8s", "resnet18-fcn8s", "resnet18-binary")
 FCNS = {f"train_fcn@{v}" for v in FCN_VARIANTS}
 CNN_FCNS = {"train_fcn@upsample", "train_fcn@fcn8s"}
 ENCODERS = {"train_encoder@cnn", "train_encoder@resnet18"}
-#: the stages of every classifier of TINY's matrix (depth 8, relu-bn, seeds 0 and 1)
-CLASSIFIERS = [f"{arch}-8-relu-bn-{seed}" for arch in ("plain", "residual") for seed in (0, 1)]
+#: the stages of every classifier of TINY's matrix (depth 8 and ResNet-18, relu-bn, seeds 0 and 1)
+CLASSIFIERS = [f"{arch}-{depth}-relu-bn-{seed}" for arch in ("plain", "residual") for depth in (8, 18)
+               for seed in (0, 1)]
 TRAINED = {f"train_classifier@{k}" for k in CLASSIFIERS}
 TRAINED_GRADIENTS = {f"gradient_stats_trained@{k}" for k in CLASSIFIERS}
-GRADCAM = {"gradcam@8-relu-bn-0", "gradcam@8-relu-bn-1"}
+GRADCAM = {f"gradcam@{depth}-relu-bn-{seed}" for depth in (8, 18) for seed in (0, 1)}
 
 #: one key of every params section -> exactly the stages that read it (dvc.yaml must declare it there
 #: and nowhere else). Downstream stages rerun because their input files change, which DVC sees by hash.
@@ -159,6 +160,7 @@ READERS = {
     "train_fcn.fcn8s.decoder_channels": {"train_fcn@fcn8s", "report"},
     "train_classifier.lr": TRAINED,
     "train_classifier.width": TRAINED | TRAINED_GRADIENTS | GRADCAM,
+    "train_classifier.resnet18_width": TRAINED | TRAINED_GRADIENTS | GRADCAM,
     "gradient_stats.lr": {"gradient_stats@plain-8-relu-bn-default", "gradient_stats@plain-8-tanh-nobn-default",
                           "gradient_stats@residual-8-relu-bn-default", "gradient_stats@residual-8-tanh-nobn-default",
                           *TRAINED_GRADIENTS},
