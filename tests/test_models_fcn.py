@@ -276,7 +276,8 @@ def test_a_checkpoint_of_the_other_encoder_family_is_a_one_line_error(tmp_path):
     assert "\n" not in str(err.value)
     # a checkpoint without the family (written before it was recorded): the config comparison still refuses it
     save_checkpoint(path, MnistCnn(SMALL_CNN), SMALL_CNN.to_dict())
-    with pytest.raises(UserError, match=r"was trained with .*channels=\[8, 16, 32\].* but params ask for .*channels unset"):
+    with pytest.raises(UserError,
+                       match=r"was trained with .*channels=\[8, 16, 32\].* but params ask for .*channels unset"):
         load_encoder_checkpoint(path, "resnet18", resnet)
 
 
