@@ -164,6 +164,7 @@ def test_bad_params_fail_in_one_line_before_any_process_starts(tmp_path):
     assert not (folder / "models").exists()
 
 
+@pytest.mark.slow  # ~40 s of torchrun start-up and shut-down
 def test_failure_on_rank0_only_ends_every_rank_promptly(tmp_path):
     """Rank 0 fails before training while rank 1 waits for it in the process group set-up: torchrun ends rank 1
     at once (not after the 10-minute set-up timeout); nothing is written."""

@@ -9,6 +9,7 @@ through ``dvc.api.artifacts_show`` and downloads through ``dvc artifacts get``."
 
 from __future__ import annotations
 
+import pytest
 import yaml
 
 from helpers import CHEAP_SETTINGS, CHEAP_TARGETS, ROOT, copy_project, git_commit, run_in
@@ -28,6 +29,7 @@ def assert_ran_nothing(out: str) -> None:
     assert "> python stages/" not in out and "parameters," not in out, out  # no stage script ran
 
 
+@pytest.mark.slow  # ~40 s of dvc subprocesses
 def test_pull_with_run_cache_makes_repro_a_no_op_elsewhere(tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     monkeypatch.setenv("CNNLAB_DEVICE", "cpu")

@@ -29,9 +29,10 @@ def workflow_steps() -> list[dict]:
 def test_workflow_runs_the_make_targets_of_ci_run():
     ci_run = make_targets((ROOT / ".ci" / "run").read_text())
     workflow = make_targets("\n".join(step["run"] for step in workflow_steps() if "run" in step))
-    assert {"test-all", "quick"} <= ci_run
-    # `setup` is a prerequisite of `test` and `quick`; the workflow runs it as its own step for the log
-    assert workflow - {"setup"} == ci_run
+    assert {"test", "quick"} <= ci_run
+    # `setup` is a prerequisite of `test` and `quick`; the workflow runs it as its own step for the log.
+    # .ci/run has a 15-minute budget and runs the fast tests; the users' workflow runs all of them.
+    assert workflow - {"setup"} == (ci_run - {"test"}) | {"test-all"}
     assert re.search(r"^test-all: setup$", (ROOT / "Makefile").read_text(), re.M)
     assert "make quick SOURCE=torchvision" in [step.get("run") for step in workflow_steps()]
 
