@@ -112,3 +112,23 @@ def test_gradcam_defaults_to_the_last_stage_of_each_family(depth, layer, size):
     handle.remove()
     assert seen[0] == (size, size)  # the map Grad-CAM weights, upsampled to the image
     assert maps.shape == (2, 32, 32) and maps.min() >= 0 and maps.max() <= 1
+
+
+def test_a_6n2_classifier_starts_without_torchvision_and_resnet18_brings_it():
+    """torchvision's import costs seconds of start-up: a 6n+2 stage (config, build, checkpoint dict) never loads it;
+    the default Grad-CAM layers agree with the ResNet-18 module's own constant."""
+    import subprocess
+    import sys
+
+    from cnnlab.models import resnet18
+    from cnnlab.models.classifiers import GRADCAM_LAYERS
+
+    assert GRADCAM_LAYERS["resnet18"] == resnet18.GRADCAM_LAYER
+    check = ("import sys; from cnnlab.models.classifiers import build_classifier, classifier_config, config_from_dict, "
+             "default_gradcam_layer; c = classifier_config('residual', 20); "
+             "build_classifier(config_from_dict(c.to_dict())); default_gradcam_layer(c); "
+             "print('torchvision' in sys.modules); "
+             "build_classifier(classifier_config('plain', 18, resnet18_width=0.125)); "
+             "print('torchvision' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "True"]

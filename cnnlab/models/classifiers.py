@@ -21,20 +21,24 @@ A config dict (what checkpoints store) of the ResNet-18 family carries ``family:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
 from cnnlab.errors import UserError
 from cnnlab.families import FAMILIES, RESNET18, RESNET18_DEPTH, SIX_N_PLUS_2, family_of
-from cnnlab.models import resnet18
 from cnnlab.models.cifar import ARCHS, CifarNetConfig, build_cifar_net, valid_depths
-from cnnlab.models.resnet18 import ResNet18Config, build_resnet18
 
-#: the module Grad-CAM explains by default: the last stage's output (8x8 for 6n+2, 4x4 for ResNet-18 at 32x32)
-GRADCAM_LAYERS = {SIX_N_PLUS_2: "layer3", RESNET18: resnet18.GRADCAM_LAYER}
+# cnnlab.models.resnet18 imports torchvision, which costs ~1.8 s of start-up on a 2-core CPU (torchvision.ops pulls
+# in torch._dynamo); it is imported where a ResNet-18 is asked for, so that a 6n+2 stage starts without it.
+if TYPE_CHECKING:
+    from cnnlab.models.resnet18 import ResNet18Config
 
-ClassifierConfig = CifarNetConfig | ResNet18Config
+    ClassifierConfig = CifarNetConfig | ResNet18Config
+
+#: the module Grad-CAM explains by default: the last stage's output (8x8 for 6n+2, 4x4 for ResNet-18 at 32x32;
+#: cnnlab.models.resnet18.GRADCAM_LAYER, checked by the tests)
+GRADCAM_LAYERS = {SIX_N_PLUS_2: "layer3", RESNET18: "layer4"}
 
 
 def classifier_config(arch: str, depth: int, *, activation: str = "relu", batchnorm: bool = True,
@@ -44,6 +48,8 @@ def classifier_config(arch: str, depth: int, *, activation: str = "relu", batchn
     if arch not in ARCHS:
         raise UserError(f"classifier arch {arch!r} is not supported: use one of {', '.join(ARCHS)}")
     if family_of(depth) == RESNET18:
+        from cnnlab.models.resnet18 import ResNet18Config
+
         return ResNet18Config(skip=arch == "residual", width=resnet18_width, num_classes=num_classes,
                               in_channels=in_channels, activation=activation, batchnorm=batchnorm, init=init)
     if isinstance(depth, int) and not isinstance(depth, bool) and (depth < 8 or (depth - 2) % 6):
@@ -57,6 +63,8 @@ def config_from_dict(data: Mapping[str, Any]) -> ClassifierConfig:
     """The config of a ``to_dict()`` (e.g. a checkpoint's); its ``family`` entry picks the class."""
     family = data.get("family", SIX_N_PLUS_2)
     if family == RESNET18:
+        from cnnlab.models.resnet18 import ResNet18Config
+
         return ResNet18Config.from_dict(data)
     if family != SIX_N_PLUS_2:
         raise UserError(f"classifier family {family!r} is not supported: use one of {', '.join(FAMILIES)}")
@@ -67,13 +75,15 @@ def build_classifier(config: ClassifierConfig | Mapping[str, Any]) -> nn.Module:
     """The network of ``config`` (a config, or its dict); ``model.config`` holds the config."""
     if isinstance(config, Mapping):
         config = config_from_dict(config)
-    if isinstance(config, ResNet18Config):
-        return build_resnet18(config)
-    return build_cifar_net(config)
+    if isinstance(config, CifarNetConfig):
+        return build_cifar_net(config)
+    from cnnlab.models.resnet18 import build_resnet18
+
+    return build_resnet18(config)
 
 
 def default_gradcam_layer(config: ClassifierConfig | Mapping[str, Any]) -> str:
     """The last stage of the network's family (``layer3`` or ``layer4``)."""
     if isinstance(config, Mapping):
         config = config_from_dict(config)
-    return GRADCAM_LAYERS[RESNET18 if isinstance(config, ResNet18Config) else SIX_N_PLUS_2]
+    return GRADCAM_LAYERS[SIX_N_PLUS_2 if isinstance(config, CifarNetConfig) else RESNET18]
