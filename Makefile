@@ -21,7 +21,7 @@ QUICK_PARAMS := \
 	data.mnist.train_size=2000 data.mnist.test_size=500 \
 	data.cifar10.train_size=2000 data.cifar10.test_size=500 \
 	segment_mnist.canvas.count=64 \
-	'classifier.depths=[8,20,18]' train_classifier.resnet18_width=0.125 train_classifier.epochs=3 \
+	'classifier.depths=[8,18]' train_classifier.resnet18_width=0.125 train_classifier.epochs=3 \
 	train_classifier.show_progress=false \
 	'gradient_matrix.depths=[20]' gradient_stats.iterations=10 gradient_stats.batch_size=32 \
 	gradcam.n_eval=200 \
