@@ -21,24 +21,22 @@ A config dict (what checkpoints store) of the ResNet-18 family carries ``family:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from torch import nn
 
 from cnnlab.errors import UserError
 from cnnlab.families import FAMILIES, RESNET18, RESNET18_DEPTH, SIX_N_PLUS_2, family_of
 from cnnlab.models.cifar import ARCHS, CifarNetConfig, build_cifar_net, valid_depths
+from cnnlab.models.resnet18_config import GRADCAM_LAYER, ResNet18Config
 
-# cnnlab.models.resnet18 imports torchvision, which costs ~1.8 s of start-up on a 2-core CPU (torchvision.ops pulls
-# in torch._dynamo); it is imported where a ResNet-18 is asked for, so that a 6n+2 stage starts without it.
-if TYPE_CHECKING:
-    from cnnlab.models.resnet18 import ResNet18Config
+# cnnlab.models.resnet18 (the network) imports torchvision, which costs ~1.8 s of start-up on a 2-core CPU; it is
+# imported where a ResNet-18 is built, so that a 6n+2 stage starts without it.
 
-    ClassifierConfig = CifarNetConfig | ResNet18Config
+#: the module Grad-CAM explains by default: the last stage's output (8x8 for 6n+2, 4x4 for ResNet-18 at 32x32)
+GRADCAM_LAYERS = {SIX_N_PLUS_2: "layer3", RESNET18: GRADCAM_LAYER}
 
-#: the module Grad-CAM explains by default: the last stage's output (8x8 for 6n+2, 4x4 for ResNet-18 at 32x32;
-#: cnnlab.models.resnet18.GRADCAM_LAYER, checked by the tests)
-GRADCAM_LAYERS = {SIX_N_PLUS_2: "layer3", RESNET18: "layer4"}
+ClassifierConfig = CifarNetConfig | ResNet18Config
 
 
 def classifier_config(arch: str, depth: int, *, activation: str = "relu", batchnorm: bool = True,
@@ -48,8 +46,6 @@ def classifier_config(arch: str, depth: int, *, activation: str = "relu", batchn
     if arch not in ARCHS:
         raise UserError(f"classifier arch {arch!r} is not supported: use one of {', '.join(ARCHS)}")
     if family_of(depth) == RESNET18:
-        from cnnlab.models.resnet18 import ResNet18Config
-
         return ResNet18Config(skip=arch == "residual", width=resnet18_width, num_classes=num_classes,
                               in_channels=in_channels, activation=activation, batchnorm=batchnorm, init=init)
     if isinstance(depth, int) and not isinstance(depth, bool) and (depth < 8 or (depth - 2) % 6):
@@ -63,8 +59,6 @@ def config_from_dict(data: Mapping[str, Any]) -> ClassifierConfig:
     """The config of a ``to_dict()`` (e.g. a checkpoint's); its ``family`` entry picks the class."""
     family = data.get("family", SIX_N_PLUS_2)
     if family == RESNET18:
-        from cnnlab.models.resnet18 import ResNet18Config
-
         return ResNet18Config.from_dict(data)
     if family != SIX_N_PLUS_2:
         raise UserError(f"classifier family {family!r} is not supported: use one of {', '.join(FAMILIES)}")

@@ -21,7 +21,7 @@ from torch import nn
 
 from cnnlab.errors import UserError
 from cnnlab.models.mnist import MnistCnn, MnistCnnConfig
-from cnnlab.models.resnet18 import ResNet18Config, build_resnet18
+from cnnlab.models.resnet18_config import ResNet18Config
 
 
 @dataclass(frozen=True)
@@ -33,9 +33,17 @@ class Encoder:
     label: str  # for people: logs, figure titles, the report
 
 
+def _build_resnet18(config: ResNet18Config) -> nn.Module:
+    # imported here: the network module imports torchvision (~1.8 s of start-up), which validating params (every
+    # stage does) and the CNN encoder do not need
+    from cnnlab.models.resnet18 import build_resnet18
+
+    return build_resnet18(config)
+
+
 ENCODERS: dict[str, Encoder] = {
     "cnn": Encoder(MnistCnnConfig, MnistCnn, "MNIST CNN"),
-    "resnet18": Encoder(ResNet18Config, build_resnet18, "ResNet-18"),
+    "resnet18": Encoder(ResNet18Config, _build_resnet18, "ResNet-18"),
 }
 
 
