@@ -83,6 +83,32 @@ def seed_everything(seed: int, deterministic: bool = True) -> torch.Generator:
     return gen
 
 
+def memory_format_for(model: nn.Module, device: torch.device, channels_last: bool) -> torch.memory_format:
+    """The memory format to train or explain ``model`` on ``device`` in: channels-last when asked for, except on a
+    CPU for a model with a strided 1x1 convolution of fewer than 8 input channels (the projection shortcut of a
+    ResNet-18 at width 1/16). There, the backward pass of PyTorch 2.14's CPU kernel corrupts memory in channels-last
+    format on AVX2-only CPUs (measured on an AMD EPYC: a 1x1 stride-2 conv with 2, 4 or 6 input channels aborts with
+    "double free or corruption" or a segfault; 8, 10, 12 and 16 run; CPUs with AVX-512 are not affected), so such a
+    model stays in the default format: the same numbers, only slower."""
+    if not channels_last:
+        return torch.contiguous_format
+    if device.type == "cpu" and any(
+        isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) and max(m.stride) > 1 and m.in_channels < 8
+        for m in model.modules()
+    ):
+        return torch.contiguous_format
+    return torch.channels_last
+
+
+def contiguous_strides(shape: torch.Size) -> tuple[int, ...]:
+    """The strides of a tensor of ``shape`` in the default (row-major) memory format."""
+    strides, step = [], 1
+    for size in reversed(shape):
+        strides.append(step)
+        step *= max(size, 1)
+    return tuple(reversed(strides))
+
+
 def model_device(model: nn.Module) -> torch.device:
     """The device of the model's first parameter (or buffer); CPU for a model without tensors."""
     for tensor in model.parameters():

@@ -23,6 +23,7 @@ from torch import nn
 
 from cnnlab.augment import Prepare, make_prepare
 from cnnlab.data.canonical import Split
+from cnnlab.device import memory_format_for
 from cnnlab.errors import UserError
 from cnnlab.figures.gradcam import CamRow, gradcam_detail, gradcam_grid, prediction_caption
 from cnnlab.gradcam import grad_cam_with_scores
@@ -48,7 +49,7 @@ class Classifier:
         """``model`` (trained on images normalised with ``mean``/``std``) frozen, in eval mode, on ``device``."""
         # Frozen weights: Grad-CAM differentiates only w.r.t. the captured activation, so no graph is
         # recorded below the explained layer. Channels-last convolutions are ~1.5x faster on CPUs.
-        model.requires_grad_(False).eval().to(device=device, memory_format=torch.channels_last)
+        model.requires_grad_(False).eval().to(device=device, memory_format=memory_format_for(model, device, True))
         return cls(arch, label, model, make_prepare(mean, std, augment=False, channels_last=False))
 
 

@@ -73,7 +73,7 @@ from tqdm.auto import tqdm
 
 from cnnlab import distributed
 from cnnlab.config import config_from_dict, is_int, is_number
-from cnnlab.device import eval_mode, pick_device
+from cnnlab.device import contiguous_strides, eval_mode, memory_format_for, pick_device
 from cnnlab.errors import Interrupted, UserError
 from cnnlab.gradient_recording import EpochGradients
 from cnnlab.io import save_torch
@@ -416,7 +416,7 @@ class _Stepper:
         self.net = model  # what the training steps call: the DistributedDataParallel wrapper under torchrun
         self.amp_dtype = amp_dtype(self.device, cfg.amp)
         self.amp = self.amp_dtype is not None
-        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        self.memory_format = memory_format_for(model, self.device, cfg.channels_last)
         model.to(device=self.device, memory_format=self.memory_format)
         params = [p for p in model.parameters() if p.requires_grad]
         if not params:
@@ -471,7 +471,12 @@ class _Stepper:
             x = self.prepare(images, True, gen)
         else:  # augmentation draws for the whole global batch; this rank uses its rows
             x = self.prepare(images, True, gen, shard=(self.rank * self.local_batch, self.cfg.batch_size))
-        x = x.contiguous(memory_format=self.memory_format) if x.ndim == 4 else x
+        if x.ndim == 4:
+            x = x.contiguous(memory_format=self.memory_format)
+            if self.memory_format == torch.contiguous_format and x.stride() != contiguous_strides(x.shape):
+                # one input channel: channels-last strides pass is_contiguous() (the channel stride is never used)
+                # but make the convolutions pick channels-last; memory_format_for chose the default format
+                x = x.clone(memory_format=torch.contiguous_format)
         target = target.to(self.device, non_blocking=True)
         self.lr = self.lr_at(step)
         for group in self.optimizer.param_groups:

@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from cnnlab.device import configure_threads, pick_device, thread_count
+from cnnlab.device import configure_threads, contiguous_strides, memory_format_for, pick_device, thread_count
 from cnnlab.errors import UserError
 
 
@@ -100,3 +100,26 @@ def test_a_stage_with_bad_jobs_fails_in_one_line(tmp_path):
                           capture_output=True, text=True)
     assert_one_line_error(proc, "CNNLAB_JOBS='0' is not a positive integer")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+def test_channels_last_is_dropped_on_cpu_only_for_a_strided_1x1_conv_with_few_input_channels():
+    """PyTorch 2.14's CPU backward of a 1x1 stride-2 conv with < 8 input channels in channels-last format corrupts
+    memory on AVX2-only CPUs (ResNet-18 at width 1/16: its layer2 projection has 4): such a model keeps the default
+    format on the CPU; everything else gets channels-last when asked, and nothing does when not asked."""
+    from cnnlab.models.resnet18 import ResNet18, ResNet18Config
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    tiny = ResNet18(ResNet18Config(width=0.0625, in_channels=1))  # projections 4->8, 8->16, 16->32
+    small = ResNet18(ResNet18Config(width=0.125, in_channels=1))  # 8->16: fine
+    assert memory_format_for(tiny, cpu, True) == torch.contiguous_format
+    assert memory_format_for(tiny, cuda, True) == torch.channels_last
+    assert memory_format_for(small, cpu, True) == torch.channels_last
+    assert memory_format_for(small, cpu, False) == torch.contiguous_format
+    assert memory_format_for(torch.nn.Conv2d(4, 8, 3, stride=2), cpu, True) == torch.channels_last
+
+
+def test_contiguous_strides_and_a_one_channel_batch_that_only_looks_contiguous():
+    assert contiguous_strides(torch.Size([2, 3, 4, 5])) == (60, 20, 5, 1)
+    x = torch.zeros(2, 1, 4, 4).contiguous(memory_format=torch.channels_last)
+    y = x.clone(memory_format=torch.contiguous_format)
+    assert y.stride() == contiguous_strides(y.shape) and torch.equal(x, y)
