@@ -23,8 +23,8 @@ QUICK_PARAMS := \
 	segment_mnist.canvas.count=64 \
 	'classifier.depths=[8,18]' train_classifier.resnet18_width=0.125 train_classifier.epochs=3 \
 	train_classifier.show_progress=false \
-	'gradient_matrix.depths=[20]' gradient_stats.iterations=10 gradient_stats.batch_size=32 \
-	gradcam.n_eval=200 \
+	'gradient_matrix.depths=[20]' 'gradient_matrix.inits=[default]' gradient_stats.iterations=10 gradient_stats.batch_size=32 \
+	gradcam.n_eval=100 \
 	train_encoder.training.epochs=2 train_encoder.training.show_progress=false \
 	train_encoder.resnet18.model.width=0.125 \
 	train_fcn.train_size=1000 train_fcn.training.epochs=2 train_fcn.upsample.training.epochs=3 \

@@ -38,6 +38,11 @@ from cnnlab.params.check import validate_params
 from cnnlab.params.segmentation import fcn_params
 from helpers import STAGES, assert_one_line_error, finish, run_stage, start_stage
 
+# ~75 s on 2 cores (two encoder and four FCN stages in subprocesses): slow, so that .ci/run's `make test` plus
+# `make quick` (which runs every encoder and FCN stage on real data) stay within CI's 15 minutes; `make test-all`
+# runs them.
+pytestmark = pytest.mark.slow
+
 N_TRAIN, N_TEST, N_CANVASES, CONFUSION_PIXELS = 200, 50, 4, 110
 TRAINING = {"batch_size": 50, "lr": 0.01, "optimizer": "adam", "eval_batch_size": 25, "show_progress": False}
 PARAMS = {
