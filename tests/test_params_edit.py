@@ -35,7 +35,7 @@ def get(tree: dict, key: str):
 
 def test_quick_params_change_only_their_own_lines():
     assignments = quick_assignments()
-    assert len(assignments) == 23 and all("=" in a for a in assignments)
+    assert len(assignments) == 24 and all("=" in a for a in assignments)
     new = set_values(PARAMS, [parse_assignment(a) for a in assignments])
     old_lines, new_lines = PARAMS.splitlines(keepends=True), new.splitlines(keepends=True)
     assert len(new_lines) == len(old_lines)
