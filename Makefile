@@ -21,13 +21,13 @@ QUICK_PARAMS := \
 	data.mnist.train_size=2000 data.mnist.test_size=500 \
 	data.cifar10.train_size=2000 data.cifar10.test_size=500 \
 	segment_mnist.canvas.count=64 \
-	'classifier.depths=[8,18]' train_classifier.resnet18_width=0.125 train_classifier.epochs=3 \
+	'classifier.depths=[8,18]' train_classifier.resnet18_width=0.125 train_classifier.epochs=2 \
 	train_classifier.show_progress=false \
 	'gradient_matrix.depths=[20]' 'gradient_matrix.inits=[default]' gradient_stats.iterations=10 gradient_stats.batch_size=32 \
 	gradcam.n_eval=100 \
 	train_encoder.training.epochs=2 train_encoder.training.show_progress=false \
 	train_encoder.resnet18.model.width=0.125 \
-	train_fcn.train_size=1000 train_fcn.training.epochs=2 train_fcn.upsample.training.epochs=3 \
+	train_fcn.train_size=1000 train_fcn.training.epochs=2 train_fcn.upsample.training.epochs=2 \
 	train_fcn.training.show_progress=false train_fcn.confusion_pixels=2200
 
 .PHONY: setup test test-all repro quick dag clean-venv
