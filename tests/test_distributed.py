@@ -100,6 +100,7 @@ def projects(tmp_path_factory) -> tuple[Path, Path]:
     return one, two
 
 
+@pytest.mark.slow  # three stage runs, two of them under torchrun: keeps .ci/run's make test within its budget
 def test_two_processes_match_one_process(projects):
     one, two = projects
     assert "train_classifier.nproc=2: starting 2 processes with torchrun --standalone" in run_log(two)
