@@ -88,8 +88,8 @@ def memory_format_for(model: nn.Module, device: torch.device, channels_last: boo
     CPU for a model with a strided 1x1 convolution of fewer than 8 input channels (the projection shortcut of a
     ResNet-18 at width 1/16). There, the backward pass of PyTorch 2.14's CPU kernel corrupts memory in channels-last
     format on AVX2-only CPUs (measured on an AMD EPYC: a 1x1 stride-2 conv with 2, 4 or 6 input channels aborts with
-    "double free or corruption" or a segfault; 8, 10, 12 and 16 run; CPUs with AVX-512 are not affected), so such a
-    model stays in the default format: the same numbers, only slower."""
+    "double free or corruption" or a segfault; 8, 10, 12 and 16 run; the same tests passed on an AMX machine), so such
+    a model stays in the default format (slower; float sums may differ in the last bits from channels-last)."""
     if not channels_last:
         return torch.contiguous_format
     if device.type == "cpu" and any(
