@@ -54,11 +54,17 @@ $(PLOTS_TEMPLATE): web/package.json web/package-lock.json cnnlab/vega_offline.py
 		echo "warning: npm not found (Debian: apt-get install npm); 'dvc plots show' will need internet"; \
 	fi
 
+# Tests in TEST_WORKERS processes (pytest-xdist; 0 = in this process). Most of the fast tests' time is stage
+# subprocesses on one thread each, so two workers use both cores of a 2-core machine; `loadscope` keeps each
+# module on one worker, so a module-scoped fixture (a trained stage, a tiny run) is built once.
+TEST_WORKERS ?= 2
+PYTEST := $(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadscope
+
 test: setup
-	$(VENV)/bin/python -m pytest
+	$(PYTEST)
 
 test-all: setup
-	$(VENV)/bin/python -m pytest -m "slow or not slow"
+	$(PYTEST) -m "slow or not slow"
 
 repro: setup
 	dvc repro
