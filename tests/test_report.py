@@ -416,3 +416,28 @@ def test_accuracy_table_caption_quotes_the_seed_documents_numbers(tree, tmp_path
     write_report(build_report(tree, PARAMS), tmp_path / "out")
     md = (tmp_path / "out" / "report.md").read_text()
     assert "the seed document reports 77 % (plain) and 85 % (residual) test accuracy for 35-layer networks" in md
+
+
+def test_gradient_findings_keep_resnet18_apart_and_catch_a_net_vanishing_at_both_ends():
+    """The real ResNet-18 run's tanh-nobn numbers: ResNet-18 without skips has a harmless-looking first / last
+    ratio (0.47) while both of its ends get ~1e-7, four orders below ResNet-18 with skips. The findings say so,
+    and claim no depth trend between ResNet-18 and a 6n+2 net."""
+    from cnnlab.report.gradients import _collapsed, _gradient_findings
+
+    rows = [("plain", 18, 1.3e-07, 2.8e-07), ("residual", 18, 5.0e-03, 3.8e-03),
+            ("plain", 20, 8.1e-08, 5.3e-04), ("residual", 20, 8.1e-03, 1.0e-02)]
+    table = pd.DataFrame([{"arch": a, "depth": d, "variant": "tanh-nobn", "init": "default", "first_mean_abs": f,
+                           "last_mean_abs": la, "ratio_mean_abs": f / la} for a, d, f, la in rows])
+    findings = _gradient_findings(table)
+    text = " ".join(findings)
+    assert ("the plain net's first / last mean |g| is 0.46 in ResNet-18, 1.5e-04 at depth 20: its gradient "
+            "vanishes towards the input at depth 20 (first layer below 0.01 of the last);") in text
+    assert "with depth" not in text  # one 6n+2 depth: no trend, and ResNet-18 is not a point on it
+    collapsed = _collapsed(table)
+    assert collapsed["depth"].tolist() == [18]  # plain-20's own ratio already shows its vanishing
+    assert findings[-1].startswith("tanh-nobn, default initialisation, resnet18-noskip: its first-layer mean |g| "
+                                   "is 2.6e-05 of resnet18's and its last-layer one 7.4e-05: the gradient vanishes "
+                                   "along the whole net, which its first / last ratio (0.46) hides.")
+    # with the skips' gradients as small as its own, nothing is flagged
+    table.loc[table["arch"] == "residual", ["first_mean_abs", "last_mean_abs"]] = [[1e-7, 3e-7], [1e-7, 3e-7]]
+    assert _collapsed(table).empty

@@ -6,6 +6,7 @@ import pandas as pd
 
 from cnnlab.compare import gradient_display, gradient_table
 from cnnlab.config import get
+from cnnlab.families import RESNET18, family_of, model_label
 from cnnlab.pipeline import gradient_metrics, gradient_names
 from cnnlab.report.document import Block, Bullets, Heading, Paragraph, Table
 from cnnlab.report.run import Run
@@ -15,22 +16,59 @@ VANISHING = 1e-2  # first / last mean |grad| below this: the gradient vanishes t
 HEALTHY = 0.1  # between HEALTHY and 1 / HEALTHY: both ends of the net get gradients of a similar size
 
 
+def _where(depth: int) -> str:
+    return "in ResNet-18" if family_of(depth) == RESNET18 else f"at depth {depth}"
+
+
+def _places(depths: list[int]) -> str:
+    """``[8, 14, 18]`` -> "at depth 8 and 14 and in ResNet-18"."""
+    six = [str(d) for d in depths if family_of(d) != RESNET18]
+    parts = ([f"at depth {words(six)}"] if six else []) + (["in ResNet-18"] if len(six) < len(depths) else [])
+    return " and ".join(parts)
+
+
 def _describe_ratios(arch: str, rows: pd.DataFrame) -> str:
-    """What the first / last mean |grad| ratios of one architecture over depths show."""
-    ratios = rows["ratio_mean_abs"].tolist()
-    at = ", ".join(f"{sci(r)} at depth {d}" for r, d in zip(ratios, rows["depth"], strict=True))
+    """What the first / last mean |grad| ratios of one architecture over depths show. A trend over depth is
+    claimed within the 6n+2 family only: ResNet-18 is another network, not a deeper or shallower 6n+2 net."""
+    ratios, depths = rows["ratio_mean_abs"].tolist(), rows["depth"].tolist()
+    at = ", ".join(f"{sci(r)} {_where(d)}" for r, d in zip(ratios, depths, strict=True))
     text = f"the {arch} net's first / last mean |g| is {at}"
-    vanishing = [str(d) for r, d in zip(ratios, rows["depth"], strict=True) if r < VANISHING]
+    vanishing = [d for r, d in zip(ratios, depths, strict=True) if r < VANISHING]
     if vanishing:
-        text += (f": its gradient vanishes towards the input at depth {words(vanishing)} (first layer below "
+        text += (f": its gradient vanishes towards the input {_places(vanishing)} (first layer below "
                  f"{VANISHING:g} of the last)")
     elif all(HEALTHY <= r <= 1 / HEALTHY for r in ratios):
         factor = max(max(r, 1 / r) for r in ratios)
         text += f": both ends stay within a factor of {factor:.1f}"
-    direction = {"rises": "grows", "falls": "shrinks"}.get(trend([float(sci(r)) for r in ratios]))
-    if direction and len(ratios) >= 2:
+    six = [r for r, d in zip(ratios, depths, strict=True) if family_of(d) != RESNET18]
+    direction = {"rises": "grows", "falls": "shrinks"}.get(trend([float(sci(r)) for r in six]))
+    if direction and len(six) >= 2:
         text += f", and the ratio {direction} with depth"
     return text
+
+
+def _collapsed(table: pd.DataFrame) -> pd.DataFrame:
+    """Plain nets whose gradient is tiny at *both* ends: first- and last-layer mean |grad| below
+    :data:`VANISHING` of the residual net's of the same depth, variant and init, while their own first / last
+    ratio is not (so the ratio hides it). Columns: the plain row's fields plus ``first_vs``/``last_vs``."""
+    key = ["depth", "variant", "init"]
+    plain = table[table["arch"] == "plain"].set_index(key)
+    residual = table[table["arch"] == "residual"].set_index(key)
+    both = plain.merge(residual[["first_mean_abs", "last_mean_abs"]], left_index=True, right_index=True,
+                       suffixes=("", "_res"))
+    both["first_vs"] = both["first_mean_abs"] / both["first_mean_abs_res"]
+    both["last_vs"] = both["last_mean_abs"] / both["last_mean_abs_res"]
+    hit = (both["first_vs"] < VANISHING) & (both["last_vs"] < VANISHING) & (both["ratio_mean_abs"] >= VANISHING)
+    return both[hit].reset_index()
+
+
+def _collapse_finding(row) -> str:
+    plain, residual = model_label("plain", row.depth), model_label("residual", row.depth)
+    return (f"{row.variant}, {row.init} {'weights' if row.init == 'trained' else 'initialisation'}, "
+            f"{plain}: its first-layer mean |g| is {sci(row.first_vs)} of {residual}'s and its last-layer "
+            f"one {sci(row.last_vs)}: the gradient vanishes along the whole net, which its first / last ratio "
+            f"({sci(row.ratio_mean_abs)}) hides. The last layer's gradient is the loss gradient times the features "
+            "that reach it, so those features are already tiny: the signal dies out on the way forward.")
 
 
 def _gradient_findings(table: pd.DataFrame) -> list[str]:
@@ -45,7 +83,7 @@ def _gradient_findings(table: pd.DataFrame) -> list[str]:
         start = "trained classifiers" if init == "trained" else f"{init} initialisation"
         if parts:
             out.append(f"{variant}, {start}: " + "; ".join(parts) + ".")
-    return out
+    return out + [_collapse_finding(row) for row in _collapsed(table).itertuples()]
 
 
 def gradients(run: Run, params: dict) -> list[Block]:
@@ -58,9 +96,13 @@ def gradients(run: Run, params: dict) -> list[Block]:
     iterations, batch = get(params, "gradient_stats.iterations"), get(params, "gradient_stats.batch_size")
     findings = _gradient_findings(table)
     vanishing = table[table["ratio_mean_abs"] < VANISHING]
-    listed = [f"{r.arch}-{r.depth} {r.variant} ({r.init})" for r in vanishing.itertuples()]
+    listed = [f"{model_label(r.arch, r.depth)} {r.variant} ({r.init})" for r in vanishing.itertuples()]
     count = (f"{len(listed)} of the {len(table)} models have a first / last mean |g| below {VANISHING:g}"
              + (f": {words(listed)}." if listed else "."))
+    collapsed = [f"{model_label('plain', r.depth)} {r.variant} ({r.init})" for r in _collapsed(table).itertuples()]
+    if collapsed:
+        count += (f" {plural(len(collapsed), 'more plain net')} {'has' if len(collapsed) == 1 else 'have'} both ends "
+                  f"below {VANISHING:g} of the residual net's of the same depth: {words(collapsed)}.")
     rms = table.dropna(subset=["ratio_rms"])
     profile = (f"Per-layer RMS gradient per parameter, averaged over the {plural(iterations, 'iteration')}, for the "
                f"{len(table)} models (input on the left, plain blue, residual vermillion).")
