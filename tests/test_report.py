@@ -76,7 +76,24 @@ FCN = {"upsample": {"digits": 0.897, "canvases": 0.453}, ODD: {"digits": 0.951, 
 FIGURES = ["compare_classifiers/accuracy_vs_depth.png", "compare_classifiers/test_accuracy_curves.png",
            "gradient_report/profile_rms.png", "gradient_report/grad_norm.png", "segment_mnist/canvases.png",
            *[f"train_fcn/{v}/{f}" for v in FCN for f in ("canvases.png", "confusion.png")],
-           "gradcam/14-relu-bn-0/heatmaps.png", "gradcam/14-relu-bn-0/deletion.png"]
+           "gradcam/14-relu-bn-0/heatmaps.png", "gradcam/14-relu-bn-0/deletion.png",
+           "gradient_report/over_training/8-relu-bn-0.png", "gradient_report/over_training/14-relu-bn-0.png"]
+# gradients over training, RMS per parameter of (first, last) layer at epochs 0 and 3, the same in both panels
+OVER_TRAINING = {("plain", 0): (1e-3, 1e-1), ("plain", 3): (2e-2, 4e-2),
+                 ("residual", 0): (3e-2, 1.0), ("residual", 3): (6e-2, 6e-2)}
+
+
+def over_training_csv(path: Path, depths: tuple[int, ...] = (8, 14)) -> None:
+    """plots/gradient_report/over_training.csv as the gradient_report stage writes it (two layers per net)."""
+    rows = [{"model": f"{arch}-{depth} epoch {epoch}", "panel": f"{depth}-relu-bn-0", "arch": arch, "depth": depth,
+             "variant": "relu-bn", "seed": 0, "epoch": epoch, "layer_index": i, "layer": name, "kind": "conv",
+             "n_params": 10, "statistic": statistic, "value": value * (2 if statistic == "grad_mean_abs" else 1)}
+            for depth in depths for (arch, epoch), values in OVER_TRAINING.items()
+            for i, (name, value) in enumerate(zip(("stem.conv", "fc"), values, strict=True))
+            for statistic in ("grad_mean_abs", "grad_rms")]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows, columns=["model", "panel", "arch", "depth", "variant", "seed", "epoch", "layer_index",
+                                "layer", "kind", "n_params", "statistic", "value"]).to_csv(path, index=False)
 
 
 def write_json(path: Path, obj: dict) -> None:
@@ -136,6 +153,7 @@ def make_tree(root: Path, accuracy: dict[str, float] = ACCURACY) -> Path:
                       "deletion_auc_random": plain_random},
             "residual": {"accuracy": 0.692, "pointing_game": 0.2, "energy_in_box": 0.1, "deletion_auc": 0.2571,
                          "deletion_auc_random": 0.2569}})
+    over_training_csv(root / "plots/gradient_report/over_training.csv")
     for i, rel in enumerate(FIGURES):
         path = root / "plots" / rel
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -213,6 +231,9 @@ def test_captions_state_this_runs_numbers(tree, tmp_path):
         "order (AUC 0.180 vs 0.180).",
         "In 1 of the 4 classifiers, deleting pixels in Grad-CAM order",
         "Of the first 20 test images, plain-14 classifies 44.2 % and residual-14 classifies 69.2 % correctly.",
+        "Per-layer RMS gradient per parameter at epoch 0 and 3 and the training losses (depth 14, relu-bn, seed 0). "
+        "First / last layer RMS: plain-14 0.01 at epoch 0, 0.5 at epoch 3; residual-14 0.03 at epoch 0, 1 at epoch 3. "
+        "The last layer's RMS gradient, residual-14 over plain-14: 10 at epoch 0, 1.5 at epoch 3.",
     ]:
         assert claim in text, claim
 
@@ -441,3 +462,19 @@ def test_gradient_findings_keep_resnet18_apart_and_catch_a_net_vanishing_at_both
     # with the skips' gradients as small as its own, nothing is flagged
     table.loc[table["arch"] == "residual", ["first_mean_abs", "last_mean_abs"]] = [[1e-7, 3e-7], [1e-7, 3e-7]]
     assert _collapsed(table).empty
+
+
+def test_without_recorded_gradients_the_report_has_no_over_training_figures(tree, tmp_path):
+    """train_classifier.grad_every: 0 leaves over_training.csv with its header only (and no figures)."""
+    csv = tree / "plots/gradient_report/over_training.csv"
+    csv.write_text(csv.read_text().splitlines()[0] + "\n")
+    shutil.rmtree(tree / "plots/gradient_report/over_training")
+    md, _ = render(tree, tmp_path / "out")
+    assert "over_training" not in md and "Gradients over training" not in md
+    assert "Per-layer RMS gradient of every model" in md  # the rest of the section stays
+
+
+def test_the_over_training_figure_of_a_depth_is_required_when_its_gradients_were_recorded(tree, tmp_path):
+    (tree / "plots/gradient_report/over_training/14-relu-bn-0.png").unlink()
+    with pytest.raises(UserError, match=r"over_training/14-relu-bn-0.png is missing: run `dvc repro gradient_report`"):
+        render(tree, tmp_path / "out")

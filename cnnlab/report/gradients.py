@@ -6,8 +6,8 @@ import pandas as pd
 
 from cnnlab.compare import gradient_display, gradient_table
 from cnnlab.config import get
-from cnnlab.families import RESNET18, family_of, model_label
-from cnnlab.pipeline import gradient_metrics, gradient_names
+from cnnlab.families import LABELS, RESNET18, family_of, model_label
+from cnnlab.pipeline import classifier_seeds, gradcam_keys, gradient_metrics, gradient_names
 from cnnlab.report.document import Block, Bullets, Heading, Paragraph, Table
 from cnnlab.report.run import Run
 from cnnlab.report.text import plural, sci, trend, words
@@ -86,6 +86,57 @@ def _gradient_findings(table: pd.DataFrame) -> list[str]:
     return out + [_collapse_finding(row) for row in _collapsed(table).itertuples()]
 
 
+OVER_TRAINING = "plots/gradient_report/over_training.csv"
+
+
+def _first_last_rms(rows: pd.DataFrame) -> float:
+    """RMS gradient of the first (input) layer over the last one's, in one profile (one net, one epoch)."""
+    rms = rows[rows["statistic"] == "grad_rms"].sort_values("layer_index")["value"]
+    return float(rms.iloc[0] / rms.iloc[-1])
+
+
+def _last_layer_rms(rows: pd.DataFrame) -> float:
+    return float(rows[rows["statistic"] == "grad_rms"].sort_values("layer_index")["value"].iloc[-1])
+
+
+def _over_training(run: Run, params: dict) -> list[Block]:
+    """The gradients-over-training figures of the first training seed, one per (depth, variant), captions from
+    ``over_training.csv`` (the first- and last-epoch profiles the figures draw); nothing when training recorded
+    no gradients (``train_classifier.grad_every: 0``)."""
+    table = pd.read_csv(run.path(OVER_TRAINING, "gradient_report"))
+    if table.empty:
+        return []
+    seed = classifier_seeds(params)[0]
+    blocks: list[Block] = [Paragraph(
+        "While it trains, every classifier records per-layer gradient statistics (every few steps, averaged per "
+        "epoch; epoch 0 is the first step, at the initial weights). The figures show the per-layer RMS gradient "
+        "per parameter at the first and the last epoch, the plain and the residual net together, and both "
+        "training losses.")]
+    for depth, variant, _ in [k for k in gradcam_keys(params) if k[2] == seed]:
+        panel = table[table["panel"] == f"{depth}-{variant}-{seed}"]
+        if panel.empty:
+            continue
+        net = f"depth {depth}" if family_of(depth) != RESNET18 else LABELS[RESNET18]
+        first, last = int(panel["epoch"].min()), int(panel["epoch"].max())
+        parts, last_layer = [], {}
+        for arch, rows in panel.groupby("arch", sort=True):
+            at = {e: rows[rows["epoch"] == e] for e in (first, last)}
+            parts.append(f"{model_label(arch, depth)} {sci(_first_last_rms(at[first]))} at epoch {first}, "
+                         f"{sci(_first_last_rms(at[last]))} at epoch {last}")
+            last_layer[arch] = {e: _last_layer_rms(at[e]) for e in (first, last)}
+        caption = (f"Per-layer RMS gradient per parameter at epoch {first} and {last} and the training losses "
+                   f"({net}, {variant}, seed {seed}). First / last layer RMS: {'; '.join(parts)}.")
+        if {"plain", "residual"} <= last_layer.keys():
+            ratio = {e: last_layer["residual"][e] / last_layer["plain"][e] for e in (first, last)}
+            caption += (f" The last layer's RMS gradient, {model_label('residual', depth)} over "
+                        f"{model_label('plain', depth)}: {sci(ratio[first])} at epoch {first}, "
+                        f"{sci(ratio[last])} at epoch {last}.")
+        blocks.append(run.figure(f"plots/gradient_report/over_training/{depth}-{variant}-{seed}.png",
+                                 "gradient_report", f"Gradients over training, {net}, {variant}, seed {seed}",
+                                 caption))
+    return blocks
+
+
 def gradients(run: Run, params: dict) -> list[Block]:
     names = gradient_names(params)
     summaries = {n: run.json(gradient_metrics(n), stage) for n, stage in names.items()}
@@ -130,4 +181,5 @@ def gradients(run: Run, params: dict) -> list[Block]:
         run.figure("plots/gradient_report/grad_norm.png", "gradient_report",
                    "First and last layer gradient norm over the iterations",
                    norm),
+        *_over_training(run, params),
     ]
