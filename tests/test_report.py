@@ -449,12 +449,12 @@ def test_gradient_findings_keep_resnet18_apart_and_catch_a_net_vanishing_at_both
             ("plain", 20, 8.1e-08, 5.3e-04), ("residual", 20, 8.1e-03, 1.0e-02)]
     table = pd.DataFrame([{"arch": a, "depth": d, "variant": "tanh-nobn", "init": "default", "first_mean_abs": f,
                            "last_mean_abs": la, "ratio_mean_abs": f / la} for a, d, f, la in rows])
-    findings = _gradient_findings(table)
+    collapsed = _collapsed(table)
+    findings = _gradient_findings(table, collapsed)
     text = " ".join(findings)
     assert ("the plain net's first / last mean |g| is 0.46 in ResNet-18, 1.5e-04 at depth 20: its gradient "
             "vanishes towards the input at depth 20 (first layer below 0.01 of the last);") in text
     assert "with depth" not in text  # one 6n+2 depth: no trend, and ResNet-18 is not a point on it
-    collapsed = _collapsed(table)
     assert collapsed["depth"].tolist() == [18]  # plain-20's own ratio already shows its vanishing
     assert findings[-1].startswith("tanh-nobn, default initialisation, resnet18-noskip: its first-layer mean |g| "
                                    "is 2.6e-05 of resnet18's and its last-layer one 7.4e-05: the gradient vanishes "

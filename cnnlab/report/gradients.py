@@ -71,7 +71,7 @@ def _collapse_finding(row) -> str:
             "that reach it, so those features are already tiny: the signal dies out on the way forward.")
 
 
-def _gradient_findings(table: pd.DataFrame) -> list[str]:
+def _gradient_findings(table: pd.DataFrame, collapsed: pd.DataFrame) -> list[str]:
     out = []
     for (variant, init), group in table.groupby(["variant", "init"], sort=False):
         parts = []
@@ -83,20 +83,15 @@ def _gradient_findings(table: pd.DataFrame) -> list[str]:
         start = "trained classifiers" if init == "trained" else f"{init} initialisation"
         if parts:
             out.append(f"{variant}, {start}: " + "; ".join(parts) + ".")
-    return out + [_collapse_finding(row) for row in _collapsed(table).itertuples()]
+    return out + [_collapse_finding(row) for row in collapsed.itertuples()]
 
 
 OVER_TRAINING = "plots/gradient_report/over_training.csv"
 
 
-def _first_last_rms(rows: pd.DataFrame) -> float:
-    """RMS gradient of the first (input) layer over the last one's, in one profile (one net, one epoch)."""
-    rms = rows[rows["statistic"] == "grad_rms"].sort_values("layer_index")["value"]
-    return float(rms.iloc[0] / rms.iloc[-1])
-
-
-def _last_layer_rms(rows: pd.DataFrame) -> float:
-    return float(rows[rows["statistic"] == "grad_rms"].sort_values("layer_index")["value"].iloc[-1])
+def _rms_profile(rows: pd.DataFrame) -> pd.Series:
+    """The RMS gradient per layer of one profile (one net, one epoch), from the input layer to the last."""
+    return rows[rows["statistic"] == "grad_rms"].sort_values("layer_index")["value"]
 
 
 def _over_training(run: Run, params: dict) -> list[Block]:
@@ -120,10 +115,10 @@ def _over_training(run: Run, params: dict) -> list[Block]:
         first, last = int(panel["epoch"].min()), int(panel["epoch"].max())
         parts, last_layer = [], {}
         for arch, rows in panel.groupby("arch", sort=True):
-            at = {e: rows[rows["epoch"] == e] for e in (first, last)}
-            parts.append(f"{model_label(arch, depth)} {sci(_first_last_rms(at[first]))} at epoch {first}, "
-                         f"{sci(_first_last_rms(at[last]))} at epoch {last}")
-            last_layer[arch] = {e: _last_layer_rms(at[e]) for e in (first, last)}
+            rms = {e: _rms_profile(rows[rows["epoch"] == e]) for e in (first, last)}
+            parts.append(f"{model_label(arch, depth)} {sci(rms[first].iloc[0] / rms[first].iloc[-1])} at epoch "
+                         f"{first}, {sci(rms[last].iloc[0] / rms[last].iloc[-1])} at epoch {last}")
+            last_layer[arch] = {e: float(rms[e].iloc[-1]) for e in (first, last)}
         caption = (f"Per-layer RMS gradient per parameter at epoch {first} and {last} and the training losses "
                    f"({net}, {variant}, seed {seed}). First / last layer RMS: {'; '.join(parts)}.")
         if {"plain", "residual"} <= last_layer.keys():
@@ -145,12 +140,13 @@ def gradients(run: Run, params: dict) -> list[Block]:
     table[numbers] = table[numbers].apply(pd.to_numeric)  # a column of only skipped models holds None
     shown = gradient_display(table, sci)
     iterations, batch = get(params, "gradient_stats.iterations"), get(params, "gradient_stats.batch_size")
-    findings = _gradient_findings(table)
+    collapsed_rows = _collapsed(table)
+    findings = _gradient_findings(table, collapsed_rows)
     vanishing = table[table["ratio_mean_abs"] < VANISHING]
     listed = [f"{model_label(r.arch, r.depth)} {r.variant} ({r.init})" for r in vanishing.itertuples()]
     count = (f"{len(listed)} of the {len(table)} models have a first / last mean |g| below {VANISHING:g}"
              + (f": {words(listed)}." if listed else "."))
-    collapsed = [f"{model_label('plain', r.depth)} {r.variant} ({r.init})" for r in _collapsed(table).itertuples()]
+    collapsed = [f"{model_label('plain', r.depth)} {r.variant} ({r.init})" for r in collapsed_rows.itertuples()]
     if collapsed:
         count += (f" {plural(len(collapsed), 'more plain net')} {'has' if len(collapsed) == 1 else 'have'} both ends "
                   f"below {VANISHING:g} of the residual net's of the same depth: {words(collapsed)}.")
