@@ -23,3 +23,8 @@ def model_label(arch: str, depth: int) -> str:
     if family_of(depth) == RESNET18:
         return "resnet18" if arch == "residual" else "resnet18-noskip"
     return f"{arch}-{depth}"
+
+
+def net_label(depth: int) -> str:
+    """How titles and captions name the network of a depth: ``"depth 20"``, or ``"ResNet-18"``."""
+    return LABELS[RESNET18] if family_of(depth) == RESNET18 else f"depth {depth}"

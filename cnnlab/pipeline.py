@@ -168,6 +168,14 @@ def gradient_metrics(name: str) -> Path:
     return Path("metrics/gradient_stats") / f"{name}.json"
 
 
+GRADIENT_REPORT = Path("plots/gradient_report")  # the gradient_report stage's figures and tables
+
+
+def over_training_figure(depth: int, variant: str, seed: int) -> Path:
+    """The gradients-over-training figure of the classifier pair at (depth, variant, seed), in GRADIENT_REPORT."""
+    return GRADIENT_REPORT / "over_training" / f"{depth}-{variant}-{seed}.png"
+
+
 def gradcam_plots(key: str) -> Path:
     return Path("plots/gradcam") / key
 

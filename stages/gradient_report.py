@@ -30,12 +30,13 @@ from cnnlab.compare import (
 )
 from cnnlab.config import get
 from cnnlab.errors import run_cli
-from cnnlab.families import LABELS, SIX_N_PLUS_2, family_of, model_label
+from cnnlab.families import model_label, net_label
 from cnnlab.figures.gradients import first_last_over_iterations, gradient_profiles, gradients_over_training
 from cnnlab.figures.style import save_figure
 from cnnlab.io import atomic_dir, atomic_path, read_json, write_text
 from cnnlab.params import load_params
 from cnnlab.pipeline import (
+    GRADIENT_REPORT,
     classifier_curves,
     classifier_gradients,
     classifier_key,
@@ -44,6 +45,7 @@ from cnnlab.pipeline import (
     gradient_metrics,
     gradient_names,
     gradient_plots,
+    over_training_figure,
 )
 from cnnlab.tracking import read_curves
 
@@ -51,7 +53,7 @@ from cnnlab.tracking import read_curves
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--out", default="plots/gradient_report")
+    parser.add_argument("--out", default=str(GRADIENT_REPORT))
     parser.add_argument("--table", default="tables/gradient_stats.md")
     args = parser.parse_args()
     params = load_params(args.params)
@@ -89,11 +91,10 @@ def main() -> None:
             gradients = {arch: pd.read_csv(classifier_gradients(key)) for arch, key in keys.items()}
             curves = {arch: read_curves(classifier_curves(key)) for arch, key in keys.items()}
             recorded |= {keys[arch]: frame for arch, frame in gradients.items()}
-            net = f"depth {depth}" if family_of(depth) == SIX_N_PLUS_2 else LABELS[family_of(depth)]
-            title = f"Gradients over training: {net}, {variant}, seed {seed}"
+            title = f"Gradients over training: {net_label(depth)}, {variant}, seed {seed}"
             names = {arch: model_label(arch, depth) for arch in archs}
             save_figure(gradients_over_training(gradients, curves, title, names),
-                        folder / f"{depth}-{variant}-{seed}.png")
+                        folder / over_training_figure(depth, variant, seed).name)
     with atomic_path(out / "over_training.csv") as tmp:
         over_training_table(recorded).to_csv(tmp, index=False, float_format="%.6g")
     print(gradient_markdown(table))

@@ -6,8 +6,15 @@ import pandas as pd
 
 from cnnlab.compare import gradient_display, gradient_table
 from cnnlab.config import get
-from cnnlab.families import LABELS, RESNET18, family_of, model_label
-from cnnlab.pipeline import classifier_seeds, gradcam_keys, gradient_metrics, gradient_names
+from cnnlab.families import RESNET18, family_of, model_label, net_label
+from cnnlab.pipeline import (
+    GRADIENT_REPORT,
+    classifier_seeds,
+    gradcam_keys,
+    gradient_metrics,
+    gradient_names,
+    over_training_figure,
+)
 from cnnlab.report.document import Block, Bullets, Heading, Paragraph, Table
 from cnnlab.report.run import Run
 from cnnlab.report.text import plural, sci, trend, words
@@ -86,7 +93,7 @@ def _gradient_findings(table: pd.DataFrame, collapsed: pd.DataFrame) -> list[str
     return out + [_collapse_finding(row) for row in collapsed.itertuples()]
 
 
-OVER_TRAINING = "plots/gradient_report/over_training.csv"
+OVER_TRAINING = (GRADIENT_REPORT / "over_training.csv").as_posix()
 
 
 def _rms_profile(rows: pd.DataFrame) -> pd.Series:
@@ -111,7 +118,7 @@ def _over_training(run: Run, params: dict) -> list[Block]:
         panel = table[table["panel"] == f"{depth}-{variant}-{seed}"]
         if panel.empty:
             continue
-        net = f"depth {depth}" if family_of(depth) != RESNET18 else LABELS[RESNET18]
+        net = net_label(depth)
         first, last = int(panel["epoch"].min()), int(panel["epoch"].max())
         parts, last_layer = [], {}
         for arch, rows in panel.groupby("arch", sort=True):
@@ -126,7 +133,7 @@ def _over_training(run: Run, params: dict) -> list[Block]:
             caption += (f" The last layer's RMS gradient, {model_label('residual', depth)} over "
                         f"{model_label('plain', depth)}: {sci(ratio[first])} at epoch {first}, "
                         f"{sci(ratio[last])} at epoch {last}.")
-        blocks.append(run.figure(f"plots/gradient_report/over_training/{depth}-{variant}-{seed}.png",
+        blocks.append(run.figure(over_training_figure(depth, variant, seed).as_posix(),
                                  "gradient_report", f"Gradients over training, {net}, {variant}, seed {seed}",
                                  caption))
     return blocks
@@ -172,9 +179,9 @@ def gradients(run: Run, params: dict) -> list[Block]:
                   "below 1 means that the gradient vanishes on its way back to the input."),
         Table(shown, f"First and last layer gradients of every model. {count}"),
         Bullets(findings),
-        run.figure("plots/gradient_report/profile_rms.png", "gradient_report",
+        run.figure((GRADIENT_REPORT / "profile_rms.png").as_posix(), "gradient_report",
                    "Per-layer RMS gradient of every model", profile),
-        run.figure("plots/gradient_report/grad_norm.png", "gradient_report",
+        run.figure((GRADIENT_REPORT / "grad_norm.png").as_posix(), "gradient_report",
                    "First and last layer gradient norm over the iterations",
                    norm),
         *_over_training(run, params),
