@@ -122,6 +122,8 @@ def main() -> None:
     parser.add_argument("--arch", default="residual", choices=["plain", "residual"])
     parser.add_argument("--depth", type=int, default=32)
     parser.add_argument("--recipes", nargs="+", default=["old", "new"], choices=["old", "new"])
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="the new recipe's schedule length (default: train_classifier.epochs of --params)")
     parser.add_argument("--holdout", type=int, default=0, help="evaluate on this many held-out training images")
     parser.add_argument("--train-size", type=int, default=None, help="class-stratified training subset")
     parser.add_argument("--full", action="store_true", help="run every epoch (do not stop at the target)")
@@ -131,6 +133,8 @@ def main() -> None:
     args = parser.parse_args()
     if not 0 < args.target <= 1:
         raise UserError(f"--target {args.target} must be in (0, 1]: it is an accuracy")
+    if args.epochs is not None and args.epochs < 1:
+        raise UserError(f"--epochs {args.epochs} must be at least 1: it is the new recipe's schedule length")
 
     threads = configure_threads()
     params = load_params(args.params)
@@ -140,7 +144,8 @@ def main() -> None:
           f"{data['eval_name']} images, target {args.target}, {threads} threads on {device}", flush=True)
     results = []
     for name in args.recipes:
-        section = recipe_section(params, name, device)
+        overrides = {"epochs": args.epochs} if name == "new" and args.epochs is not None else None
+        section = recipe_section(params, name, device, overrides)
         results.append(run_recipe(name, section, params, args.arch, args.depth, args.seed, data, args.device,
                                   args.target, stop_at_target=not args.full))
     print(f"\n{'recipe':<6} {'precision':<9} {'epochs':>6} {'to target':>9} {'minutes':>8} {'final acc':>9} "

@@ -1,0 +1,72 @@
+"""The time-to-accuracy benchmark as a real process on a tiny synthetic CIFAR-like folder: what it trains, when it
+stops, the ratio it prints, the JSON it writes, and its one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from cnnlab.classes import CIFAR10_CLASSES
+from cnnlab.data.canonical import Dataset, Split, save_dataset
+from cnnlab.io import read_json
+from helpers import ROOT, assert_one_line_error, stage_env
+
+BENCHMARK = ROOT / "benchmarks" / "time_to_accuracy.py"
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """params.yaml with small batches and 256 / 64 random CIFAR-like images (the old recipe's batch is 128)."""
+    folder = tmp_path_factory.mktemp("tta")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["train_classifier"].update(batch_size=32, eval_batch_size=32, show_progress=False)
+    (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    gen = torch.Generator().manual_seed(0)
+
+    def split(n: int) -> Split:
+        return Split(torch.randint(0, 256, (n, 3, 32, 32), generator=gen, dtype=torch.uint8), torch.arange(n) % 10)
+
+    save_dataset(Dataset("cifar10", list(CIFAR10_CLASSES), split(256), split(64), "synthetic"), folder / "cifar10")
+    return folder
+
+
+def run(project: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(BENCHMARK), "--data", "cifar10", "--depth", "8", *args], cwd=project,
+                          env=stage_env(), capture_output=True, text=True, timeout=600)
+
+
+def test_both_recipes_stop_at_the_target_and_the_ratio_is_printed(project):
+    proc = run(project, "--target", "0.01", "--out", "out.json")
+    assert proc.returncode == 0, proc.stderr
+    old, new = read_json(project / "out.json")["results"]
+    assert (old["recipe"], new["recipe"]) == ("old", "new")
+    # every epoch reaches 1 % on 10 classes: each recipe stops after its first epoch
+    assert old["epochs_run"] == new["epochs_run"] == old["epochs_to_target"] == new["epochs_to_target"] == 1
+    assert old["epochs_planned"] == 30 and old["precision"] == "fp32"  # the recipe before issue #14, on the CPU
+    assert new["epochs_planned"] == yaml.safe_load((project / "params.yaml").read_text())["train_classifier"]["epochs"]
+    ratio = old["minutes_to_target"] / new["minutes_to_target"]
+    assert f"time to 0.01 (test accuracy): old / new = {ratio:.2f}x" in proc.stdout
+
+
+def test_epochs_sets_the_new_recipes_schedule_and_full_runs_it_all(project):
+    proc = run(project, "--recipes", "new", "--epochs", "3", "--full", "--holdout", "40", "--out", "new.json")
+    assert proc.returncode == 0, proc.stderr
+    assert "216 training images, 40 held-out images" in proc.stdout
+    (new,) = read_json(project / "new.json")["results"]
+    history = new["history"]
+    assert new["epochs_planned"] == new["epochs_run"] == 3 and [row["epoch"] for row in history] == [1, 2, 3]
+    assert history[0]["elapsed"] < history[1]["elapsed"] < history[2]["elapsed"]
+    assert history[-1]["lr"] < history[0]["lr"]  # the 3-epoch schedule decays within the 3 epochs
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (["--epochs", "0"], "--epochs 0 must be at least 1"),
+    (["--target", "1.5"], "--target 1.5 must be in (0, 1]"),
+])
+def test_bad_arguments_are_one_line_errors(project, args, fragment):
+    assert_one_line_error(run(project, *args), fragment)
