@@ -121,7 +121,8 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=0.85, help="accuracy to reach (default 0.85)")
     parser.add_argument("--arch", default="residual", choices=["plain", "residual"])
     parser.add_argument("--depth", type=int, default=32)
-    parser.add_argument("--recipes", nargs="+", default=["old", "new"], choices=["old", "new"])
+    parser.add_argument("--recipes", nargs="+", default=["old", "new"], choices=["old", "new"],
+                        help="which recipes to train, in this order (default: old new)")
     parser.add_argument("--epochs", type=int, default=None,
                         help="the new recipe's schedule length (default: train_classifier.epochs of --params)")
     parser.add_argument("--holdout", type=int, default=0, help="evaluate on this many held-out training images")
@@ -133,6 +134,8 @@ def main() -> None:
     args = parser.parse_args()
     if not 0 < args.target <= 1:
         raise UserError(f"--target {args.target} must be in (0, 1]: it is an accuracy")
+    if len(set(args.recipes)) < len(args.recipes):
+        raise UserError(f"--recipes {' '.join(args.recipes)} names a recipe twice: name each of old, new once")
     if args.epochs is not None and args.epochs < 1:
         raise UserError(f"--epochs {args.epochs} must be at least 1: it is the new recipe's schedule length")
 
@@ -148,6 +151,9 @@ def main() -> None:
         section = recipe_section(params, name, device, overrides)
         results.append(run_recipe(name, section, params, args.arch, args.depth, args.seed, data, args.device,
                                   args.target, stop_at_target=not args.full))
+        if args.out is not None:  # after every recipe: a run stopped during the next one keeps this one's result
+            write_json(args.out, {"args": {k: str(v) for k, v in vars(args).items()}, "threads": threads,
+                                  "results": results})
     print(f"\n{'recipe':<6} {'precision':<9} {'epochs':>6} {'to target':>9} {'minutes':>8} {'final acc':>9} "
           f"{'img/s':>6}")
     for r in results:
@@ -155,16 +161,14 @@ def main() -> None:
         minutes = "-" if r["minutes_to_target"] is None else f"{r['minutes_to_target']:.1f}"
         print(f"{r['recipe']:<6} {r['precision']:<9} {r['epochs_run']:>6} {to_epochs:>9} {minutes:>8} "
               f"{r['final_acc']:>9.4f} {r['images_per_sec']:>6.0f}")
-    if len(results) == 2 and all(r["minutes_to_target"] for r in results):
-        ratio = results[0]["minutes_to_target"] / results[1]["minutes_to_target"]
-        print(f"time to {args.target:g} ({data['eval_name']} accuracy): {results[0]['recipe']} / "
-              f"{results[1]['recipe']} = {ratio:.2f}x")
-    elif len(results) == 2:
+    by_name = {r["recipe"]: r for r in results}
+    if len(by_name) == 2 and all(r["minutes_to_target"] for r in results):
+        ratio = by_name["old"]["minutes_to_target"] / by_name["new"]["minutes_to_target"]
+        print(f"time to {args.target:g} ({data['eval_name']} accuracy): old / new = {ratio:.2f}x")
+    elif len(by_name) == 2:
         missed = [r["recipe"] for r in results if r["minutes_to_target"] is None]
         print(f"no ratio: recipe {', '.join(missed)} never reached {args.target:g}")
     if args.out is not None:
-        write_json(args.out, {"args": {k: str(v) for k, v in vars(args).items()}, "threads": threads,
-                              "results": results})
         print(f"wrote {args.out}")
 
 

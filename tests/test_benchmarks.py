@@ -40,10 +40,13 @@ def run(project: Path, *args: str) -> subprocess.CompletedProcess:
                           env=stage_env(), capture_output=True, text=True, timeout=600)
 
 
-def test_both_recipes_stop_at_the_target_and_the_ratio_is_printed(project):
-    proc = run(project, "--target", "0.01", "--out", "out.json")
+@pytest.mark.parametrize("order", [["old", "new"], ["new", "old"]])
+def test_both_recipes_stop_at_the_target_and_the_ratio_is_printed(project, order):
+    proc = run(project, "--target", "0.01", "--recipes", *order, "--out", "out.json")
     assert proc.returncode == 0, proc.stderr
-    old, new = read_json(project / "out.json")["results"]
+    results = read_json(project / "out.json")["results"]
+    assert [r["recipe"] for r in results] == order
+    old, new = sorted(results, key=lambda r: r["recipe"] != "old")
     assert (old["recipe"], new["recipe"]) == ("old", "new")
     # every epoch reaches 1 % on 10 classes: each recipe stops after its first epoch
     assert old["epochs_run"] == new["epochs_run"] == old["epochs_to_target"] == new["epochs_to_target"] == 1
@@ -67,6 +70,7 @@ def test_epochs_sets_the_new_recipes_schedule_and_full_runs_it_all(project):
 @pytest.mark.parametrize(("args", "fragment"), [
     (["--epochs", "0"], "--epochs 0 must be at least 1"),
     (["--target", "1.5"], "--target 1.5 must be in (0, 1]"),
+    (["--recipes", "new", "new"], "names a recipe twice"),
 ])
 def test_bad_arguments_are_one_line_errors(project, args, fragment):
     assert_one_line_error(run(project, *args), fragment)
