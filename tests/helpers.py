@@ -11,8 +11,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
+import yaml
 
 from cnnlab.classes import CIFAR10_CLASSES
+from cnnlab.data.canonical import Dataset, Split, save_dataset
 from cnnlab.data.idx import write_idx
 from cnnlab.data.sources import MNIST_FILES
 
@@ -146,3 +149,20 @@ CHEAP_SETTINGS = {
     "train_classifier.batch_size": 32,
     "train_classifier.show_progress": "false",
 }
+
+
+def write_tiny_project(folder: Path, dataset: str, n_train: int, n_test: int, **training: object) -> Path:
+    """``folder/params.yaml`` (the project's, with ``training`` merged into ``train_classifier``) and a canonical
+    CIFAR-10 folder ``folder/dataset`` of ``n_train`` / ``n_test`` seeded random images, labels cycling 0..9."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["train_classifier"].update(training)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    gen = torch.Generator().manual_seed(0)
+
+    def split(n: int) -> Split:
+        return Split(torch.randint(0, 256, (n, 3, 32, 32), generator=gen, dtype=torch.uint8), torch.arange(n) % 10)
+
+    save_dataset(Dataset("cifar10", list(CIFAR10_CLASSES), split(n_train), split(n_test), "synthetic"),
+                 folder / dataset)
+    return folder

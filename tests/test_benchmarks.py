@@ -8,13 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
-from cnnlab.classes import CIFAR10_CLASSES
-from cnnlab.data.canonical import Dataset, Split, save_dataset
 from cnnlab.io import read_json
-from helpers import ROOT, assert_one_line_error, stage_env
+from helpers import ROOT, assert_one_line_error, stage_env, write_tiny_project
 
 BENCHMARK = ROOT / "benchmarks" / "time_to_accuracy.py"
 
@@ -22,17 +19,8 @@ BENCHMARK = ROOT / "benchmarks" / "time_to_accuracy.py"
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
     """params.yaml with small batches and 256 / 64 random CIFAR-like images (the old recipe's batch is 128)."""
-    folder = tmp_path_factory.mktemp("tta")
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["train_classifier"].update(batch_size=32, eval_batch_size=32, show_progress=False)
-    (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    gen = torch.Generator().manual_seed(0)
-
-    def split(n: int) -> Split:
-        return Split(torch.randint(0, 256, (n, 3, 32, 32), generator=gen, dtype=torch.uint8), torch.arange(n) % 10)
-
-    save_dataset(Dataset("cifar10", list(CIFAR10_CLASSES), split(256), split(64), "synthetic"), folder / "cifar10")
-    return folder
+    return write_tiny_project(tmp_path_factory.mktemp("tta"), "cifar10", 256, 64, batch_size=32, eval_batch_size=32,
+                              show_progress=False)
 
 
 def run(project: Path, *args: str) -> subprocess.CompletedProcess:

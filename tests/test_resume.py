@@ -20,10 +20,9 @@ import pytest
 import torch
 import yaml
 
-from cnnlab.data.canonical import Dataset, Split, save_dataset
-from cnnlab.data.sources import CIFAR10_CLASSES
 from cnnlab.models.mnist import MnistCnn, MnistCnnConfig
 from cnnlab.training import TrainConfig, fit
+from helpers import write_tiny_project
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGE = ROOT / "stages" / "train_classifier.py"
@@ -60,19 +59,9 @@ DRIVER = textwrap.dedent("""
 
 def make_project(folder: Path, **training: object) -> Path:
     """A project folder with params.yaml (tiny training settings + ``training``) and 64/32 random CIFAR-like images."""
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
     # grad_every=3 of 4 steps per epoch: the gradients over training, recorded on different steps of each epoch
-    params["train_classifier"].update(epochs=EPOCHS, batch_size=16, eval_batch_size=32, show_progress=False,
-                                      warmup_epochs=0, **{"grad_every": 3, **training})
-    folder.mkdir(parents=True)
-    (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    gen = torch.Generator().manual_seed(0)
-
-    def split(n: int) -> Split:
-        return Split(torch.randint(0, 256, (n, 3, 32, 32), generator=gen, dtype=torch.uint8), torch.arange(n) % 10)
-
-    save_dataset(Dataset("cifar10", list(CIFAR10_CLASSES), split(64), split(32), "synthetic"), folder / "data/cifar10")
-    return folder
+    return write_tiny_project(folder, "data/cifar10", 64, 32, epochs=EPOCHS, batch_size=16, eval_batch_size=32,
+                              show_progress=False, warmup_epochs=0, **{"grad_every": 3, **training})
 
 
 def env() -> dict:
