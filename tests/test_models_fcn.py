@@ -291,3 +291,22 @@ def test_segmenter_of_either_family_labels_every_pixel_of_a_digit(decoder, num_c
         assert model(torch.randn(2, 1, 28, 28)).shape == (2, num_classes, 28, 28), name
     with pytest.raises(UserError, match="unknown FCN encoder 'vgg': use one of cnn, resnet18"):
         build_segmenter("vgg", MnistCnn(SMALL_CNN), config)
+
+
+def test_cnn_surgery_never_loads_torchvision():
+    """torchvision costs ~1.8 s of start-up: the CNN encoder's FCN (module import, surgery) does without it, the
+    ResNet-18 one loads it when built."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    check = ("import sys; from cnnlab.models.encoders import build_classifier, encoder_config; "
+             "from cnnlab.models.fcn import FcnConfig; from cnnlab.models.segmenters import build_segmenter; "
+             "config = FcnConfig(variant='fcn8s', num_classes=11); "
+             "build_segmenter('cnn', build_classifier('cnn', encoder_config('cnn', {})), config); "
+             "print('torchvision' in sys.modules); "
+             "net = build_classifier('resnet18', encoder_config('resnet18', {'width': 0.125, 'in_channels': 1})); "
+             "build_segmenter('resnet18', net, config); print('torchvision' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parent.parent).stdout.split()
+    assert out == ["False", "True"]

@@ -6,10 +6,18 @@ from torch import nn
 
 from cnnlab.models.encoders import encoder
 from cnnlab.models.fcn import FcnConfig, build_fcn
-from cnnlab.models.resnet18_fcn import build_resnet18_fcn
+
+
+def _resnet18_surgery(classifier: nn.Module, config: FcnConfig) -> nn.Module:
+    # imported here: cnnlab.models.resnet18_fcn imports torchvision (~1.8 s of start-up on 2 cores), which a
+    # train_fcn stage of the CNN encoder does not need
+    from cnnlab.models.resnet18_fcn import build_resnet18_fcn
+
+    return build_resnet18_fcn(classifier, config)
+
 
 #: encoder family -> its surgery: the classifier's encoder (deep copy, trained weights) + a new decoder
-SURGERY = {"cnn": build_fcn, "resnet18": build_resnet18_fcn}
+SURGERY = {"cnn": build_fcn, "resnet18": _resnet18_surgery}
 
 
 def build_segmenter(name: str, classifier: nn.Module, config: FcnConfig) -> nn.Module:
