@@ -166,3 +166,12 @@ def write_tiny_project(folder: Path, dataset: str, n_train: int, n_test: int, **
     save_dataset(Dataset("cifar10", list(CIFAR10_CLASSES), split(n_train), split(n_test), "synthetic"),
                  folder / dataset)
     return folder
+
+
+def torchvision_loaded_after(*steps: str) -> list[bool]:
+    """Run the Python ``steps`` one after another in a fresh interpreter in the project root; after each, whether
+    torchvision has been imported (its import costs ~1.8 s of start-up, which stages that do not need it avoid)."""
+    probe = "; print('torchvision' in __import__('sys').modules); "
+    out = subprocess.run([sys.executable, "-c", probe.join(steps) + probe], capture_output=True, text=True,
+                         check=True, cwd=ROOT).stdout.split()
+    return [word == "True" for word in out]

@@ -5,7 +5,6 @@ other; Grad-CAM's default layer is each family's last stage."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -19,6 +18,7 @@ from cnnlab.models.cifar import CifarNet, CifarNetConfig
 from cnnlab.models.classifiers import build_classifier, classifier_config, config_from_dict, default_gradcam_layer
 from cnnlab.models.resnet18 import ResNet18, ResNet18Config
 from cnnlab.params.classifiers import model_config
+from helpers import torchvision_loaded_after
 
 
 def test_the_depth_picks_the_family_and_arch_the_skips():
@@ -119,21 +119,15 @@ def test_a_6n2_classifier_starts_without_torchvision_and_resnet18_brings_it():
     """torchvision's import costs seconds of start-up: a 6n+2 stage (params with ResNet-18 in them validated, config,
     build, checkpoint dict) never loads it;
     the default Grad-CAM layers agree with the ResNet-18 module's own constant."""
-    import subprocess
-    import sys
-
     from cnnlab.models import resnet18
     from cnnlab.models.classifiers import GRADCAM_LAYERS
 
     assert GRADCAM_LAYERS["resnet18"] == resnet18.GRADCAM_LAYER
-    check = ("import sys; from cnnlab.params import load_params; params = load_params(); "
-             "assert 18 in params['classifier']['depths'] and 'resnet18' in params['fcn']['encoders']; "
-             "from cnnlab.models.classifiers import build_classifier, classifier_config, config_from_dict, "
-             "default_gradcam_layer; c = classifier_config('residual', 20); "
-             "build_classifier(config_from_dict(c.to_dict())); default_gradcam_layer(c); "
-             "print('torchvision' in sys.modules); "
-             "build_classifier(classifier_config('plain', 18, resnet18_width=0.125)); "
-             "print('torchvision' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parent.parent).stdout.split()
-    assert out == ["False", "True"]
+    assert torchvision_loaded_after(
+        "from cnnlab.params import load_params; params = load_params(); "
+        "assert 18 in params['classifier']['depths'] and 'resnet18' in params['fcn']['encoders']; "
+        "from cnnlab.models.classifiers import build_classifier, classifier_config, config_from_dict, "
+        "default_gradcam_layer; c = classifier_config('residual', 20); "
+        "build_classifier(config_from_dict(c.to_dict())); default_gradcam_layer(c)",
+        "build_classifier(classifier_config('plain', 18, resnet18_width=0.125))",
+    ) == [False, True]

@@ -16,6 +16,7 @@ from cnnlab.models.fcn import FcnConfig, build_fcn, min_input_size
 from cnnlab.models.mnist import MnistCnn, MnistCnnConfig
 from cnnlab.models.resnet18 import ResNet18Config
 from cnnlab.models.segmenters import build_segmenter
+from helpers import torchvision_loaded_after
 
 SMALL_CNN = MnistCnnConfig(channels=(8, 16, 32))
 VARIANTS = ("upsample", "fcn8s")
@@ -296,17 +297,10 @@ def test_segmenter_of_either_family_labels_every_pixel_of_a_digit(decoder, num_c
 def test_cnn_surgery_never_loads_torchvision():
     """torchvision costs ~1.8 s of start-up: the CNN encoder's FCN (module import, surgery) does without it, the
     ResNet-18 one loads it when built."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    check = ("import sys; from cnnlab.models.encoders import build_classifier, encoder_config; "
-             "from cnnlab.models.fcn import FcnConfig; from cnnlab.models.segmenters import build_segmenter; "
-             "config = FcnConfig(variant='fcn8s', num_classes=11); "
-             "build_segmenter('cnn', build_classifier('cnn', encoder_config('cnn', {})), config); "
-             "print('torchvision' in sys.modules); "
-             "net = build_classifier('resnet18', encoder_config('resnet18', {'width': 0.125, 'in_channels': 1})); "
-             "build_segmenter('resnet18', net, config); print('torchvision' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parent.parent).stdout.split()
-    assert out == ["False", "True"]
+    assert torchvision_loaded_after(
+        "from cnnlab.models.encoders import build_classifier, encoder_config; from cnnlab.models.fcn import FcnConfig; "
+        "from cnnlab.models.segmenters import build_segmenter; config = FcnConfig(variant='fcn8s', num_classes=11); "
+        "build_segmenter('cnn', build_classifier('cnn', encoder_config('cnn', {})), config)",
+        "net = build_classifier('resnet18', encoder_config('resnet18', {'width': 0.125, 'in_channels': 1})); "
+        "build_segmenter('resnet18', net, config)",
+    ) == [False, True]
