@@ -34,8 +34,7 @@ def test_both_recipes_stop_at_the_target_and_the_ratio_is_printed(project, order
     assert proc.returncode == 0, proc.stderr
     results = read_json(project / "out.json")["results"]
     assert [r["recipe"] for r in results] == order
-    old, new = sorted(results, key=lambda r: r["recipe"] != "old")
-    assert (old["recipe"], new["recipe"]) == ("old", "new")
+    old, new = ({r["recipe"]: r for r in results}[name] for name in ("old", "new"))
     # every epoch reaches 1 % on 10 classes: each recipe stops after its first epoch
     assert old["epochs_run"] == new["epochs_run"] == old["epochs_to_target"] == new["epochs_to_target"] == 1
     assert old["epochs_planned"] == 30 and old["precision"] == "fp32"  # the recipe before issue #14, on the CPU
