@@ -5,7 +5,8 @@ first with the recipe cnnlab used before issue #14 (:data:`OLD_RECIPE`: 30 epoch
 init, fp32 on the CPU) and then with the ``train_classifier`` section of ``--params`` (today's defaults), evaluates
 after every epoch and prints, for each, the wall-clock minutes (training and evaluation) and epochs until the
 evaluation accuracy first reaches ``--target``, and the ratio old / new. A recipe stops once it reaches the
-target (``--full`` runs every epoch).
+target (``--full`` runs every epoch). ``--set KEY=VALUE`` changes one ``train_classifier`` value of the new recipe
+(``--set batch_size=64 --set small_crop_epochs=4``); ``--epochs N`` is ``--set epochs=N``.
 
 Honesty: the recipes were chosen on a held-out part of the training set (``benchmarks/recipe_levers.py``,
 ``--holdout``), never on the test set this benchmark reports. ``--holdout N`` evaluates here too on N
@@ -15,6 +16,8 @@ Usage (a canonical dataset folder, e.g. the pipeline's ``data/cifar10``)::
 
     .venv/bin/python benchmarks/time_to_accuracy.py --data data/cifar10                 # residual-32, 0.85
     .venv/bin/python benchmarks/time_to_accuracy.py --data data/cifar10 --depth 20 --train-size 10000 --target 0.7
+    .venv/bin/python benchmarks/time_to_accuracy.py --data data/cifar10 --recipes new --epochs 10 \
+        --set small_crop_epochs=5
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from cnnlab.io import write_json
 from cnnlab.models.cifar import CifarNetConfig, build_cifar_net
 from cnnlab.params import load_params
 from cnnlab.params.classifiers import classifier_params
+from cnnlab.params_edit import parse_assignment
 from cnnlab.training import amp_dtype, fit
 
 #: ``train_classifier`` as it was before issue #14 (params.yaml of commit edc771a). Its ``amp`` meant fp16 on
@@ -125,6 +129,8 @@ def main() -> None:
                         help="which recipes to train, in this order (default: old new)")
     parser.add_argument("--epochs", type=int, default=None,
                         help="the new recipe's schedule length (default: train_classifier.epochs of --params)")
+    parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
+                        help="a train_classifier value of the new recipe (repeatable), e.g. batch_size=64")
     parser.add_argument("--holdout", type=int, default=0, help="evaluate on this many held-out training images")
     parser.add_argument("--train-size", type=int, default=None, help="class-stratified training subset")
     parser.add_argument("--full", action="store_true", help="run every epoch (do not stop at the target)")
@@ -139,16 +145,27 @@ def main() -> None:
     if args.epochs is not None and args.epochs < 1:
         raise UserError(f"--epochs {args.epochs} must be at least 1: it is the new recipe's schedule length")
 
-    threads = configure_threads()
     params = load_params(args.params)
+    new_overrides = dict(parse_assignment(text) for text in args.assignments)
+    unknown = sorted(set(new_overrides) - set(params["train_classifier"]))
+    if unknown:
+        raise UserError(f"--set {unknown[0]}: not a train_classifier key of {args.params}; use one of "
+                        f"{', '.join(params['train_classifier'])}")
+    if args.epochs is not None:
+        new_overrides["epochs"] = args.epochs
+    threads = configure_threads()
     data = load_data(args.data, args.holdout, args.train_size, args.seed)
     device = pick_device(args.device)
     print(f"{args.arch}-{args.depth}: {len(data['train'][0])} training images, {len(data['eval'][0])} "
           f"{data['eval_name']} images, target {args.target}, {threads} threads on {device}", flush=True)
+    sections = {name: recipe_section(params, name, device, new_overrides if name == "new" else None)
+                for name in args.recipes}
+    for section in sections.values():  # every recipe's settings are checked before the first one trains
+        p = classifier_params({**params, "train_classifier": section}, args.arch, args.depth, "relu-bn", args.seed,
+                              args.device)
+        p.train.validate(len(data["train"][0]))
     results = []
-    for name in args.recipes:
-        overrides = {"epochs": args.epochs} if name == "new" and args.epochs is not None else None
-        section = recipe_section(params, name, device, overrides)
+    for name, section in sections.items():
         results.append(run_recipe(name, section, params, args.arch, args.depth, args.seed, data, args.device,
                                   args.target, stop_at_target=not args.full))
         if args.out is not None:  # after every recipe: a run stopped during the next one keeps this one's result

@@ -59,6 +59,32 @@ def random_crop_flip(images: torch.Tensor, gen: torch.Generator | None, padding:
     return crop_and_flip(images, top, left, flip, padding)
 
 
+def random_window(
+    x: torch.Tensor, size: int, gen: torch.Generator | None, shard: tuple[int, int] | None = None
+) -> torch.Tensor:
+    """A random ``size x size`` window of every image of the batch ``x`` ``[N, C, H, W]`` (any dtype).
+
+    The cheap early epochs of progressive resizing (``TrainConfig.small_crop_epochs``): a convolutional
+    net with global average pooling accepts any input size, a window keeps the objects' scale in pixels
+    (unlike downsampling, so the later full-size epochs and the evaluation see objects at the scale the
+    filters learnt), and the convolutions cost ``(size / H) * (size / W)`` of a full image. Offsets are
+    drawn on the CPU from ``gen``; with ``shard=(start, total)`` for all ``total`` images of the global
+    batch, and ``x`` (rows ``start ...``) gets its rows' offsets, as :class:`Prepare` does.
+    """
+    n, _, height, width = x.shape
+    total = n if shard is None else shard[1]
+    top = torch.randint(0, height - size + 1, (total,), generator=gen)
+    left = torch.randint(0, width - size + 1, (total,), generator=gen)
+    if shard is not None:
+        top, left = top[shard[0] : shard[0] + n], left[shard[0] : shard[0] + n]
+    device = x.device
+    rows = (top.to(device)[:, None] + torch.arange(size, device=device))[:, None, :, None]  # [N, 1, S, 1]
+    cols = (left.to(device)[:, None] + torch.arange(size, device=device))[:, None, None, :]  # [N, 1, 1, S]
+    batch = torch.arange(n, device=device)[:, None, None, None]
+    channels = torch.arange(x.shape[1], device=device)[None, :, None, None]
+    return x[batch, channels, rows, cols]
+
+
 class Prepare:
     """Turns a uint8 batch ``[N, C, H, W]`` on the device into normalised float32 network input.
 

@@ -72,6 +72,7 @@ from torch.optim import swa_utils
 from tqdm.auto import tqdm
 
 from cnnlab import distributed
+from cnnlab.augment import random_window
 from cnnlab.config import config_from_dict, is_int, is_number
 from cnnlab.device import contiguous_strides, eval_mode, memory_format_for, pick_device
 from cnnlab.errors import Interrupted, UserError
@@ -118,6 +119,9 @@ class TrainConfig:
     than two dimensions (BatchNorm scales and shifts, biases) from ``weight_decay``. ``grad_every`` = k > 0 records
     per-layer gradient statistics on every k-th step (0 = off; see :class:`cnnlab.gradients.EpochGradients`, and
     :attr:`TrainResult.gradients`); the recording reads the gradients only, so the training result is the same.
+    ``small_crop_epochs`` = k > 0 trains the first k epochs on a random ``small_crop_size`` square window of every
+    (augmented) training image (progressive resizing, classifiers only; see :func:`cnnlab.augment.random_window`);
+    later epochs and every evaluation use the whole images.
     """
 
     epochs: int
@@ -140,6 +144,8 @@ class TrainConfig:
     eval_flip: bool = False
     decay_bn_bias: bool = True
     grad_every: int = 0
+    small_crop_epochs: int = 0
+    small_crop_size: int = 24
 
     def validate(self, n_train: int) -> None:
         """Raise :class:`UserError` naming the key and value of the first bad setting."""
@@ -185,6 +191,11 @@ class TrainConfig:
             raise bad("warmup_epochs", f"exceeds epochs={self.epochs}: use at most {self.epochs}")
         need_int("eval_batch_size", 1)
         need_int("grad_every", 0)
+        need_int("small_crop_epochs", 0)
+        if self.small_crop_epochs >= self.epochs:
+            raise bad("small_crop_epochs", f"leaves no full-size epoch of the {self.epochs}: use at most "
+                      f"{self.epochs - 1} (the last epochs must train on whole images)")
+        need_int("small_crop_size", 1)
         need_int("seed", 0)
         if self.device is not None and not isinstance(self.device, str):
             raise bad("device", "is invalid: use auto, cpu or cuda[:N]")
@@ -471,6 +482,9 @@ class _Stepper:
             x = self.prepare(images, True, gen)
         else:  # augmentation draws for the whole global batch; this rank uses its rows
             x = self.prepare(images, True, gen, shard=(self.rank * self.local_batch, self.cfg.batch_size))
+        if step < self.cfg.small_crop_epochs * self.steps_per_epoch:  # progressive resizing: a smaller window
+            shard = None if self.world == 1 else (self.rank * self.local_batch, self.cfg.batch_size)
+            x = random_window(x, self.cfg.small_crop_size, gen, shard)
         if x.ndim == 4:
             x = x.contiguous(memory_format=self.memory_format)
             if self.memory_format == torch.contiguous_format and x.stride() != contiguous_strides(x.shape):
@@ -718,6 +732,14 @@ def fit(
     """
     train, test = _check_data(train, "train"), _check_data(test, "test")
     cfg.validate(len(train[0]))
+    if cfg.small_crop_epochs:
+        if train[1].ndim != 1:
+            raise UserError(f"training small_crop_epochs={cfg.small_crop_epochs} crops the images only: it is for "
+                            "classifiers (one label per image), not for mask targets; set it to 0")
+        if cfg.small_crop_size >= min(train[0].shape[-2:]):
+            raise UserError(f"training small_crop_size={cfg.small_crop_size} is not smaller than the "
+                            f"{train[0].shape[-2]}x{train[0].shape[-1]} training images: use a smaller window "
+                            "or small_crop_epochs: 0")
     world = distributed.world_size()
     if cfg.batch_size % world:
         raise UserError(f"training batch_size={cfg.batch_size} cannot be split over {world} processes: "

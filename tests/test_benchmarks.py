@@ -54,7 +54,25 @@ def test_epochs_sets_the_new_recipes_schedule_and_full_runs_it_all(project):
     assert history[-1]["lr"] < history[0]["lr"]  # the 3-epoch schedule decays within the 3 epochs
 
 
+def test_set_changes_the_new_recipes_values(project):
+    common = ("--recipes", "new", "--epochs", "2", "--full", "--set", "lr=0.05")
+    runs = {}
+    windows = ("--set", "small_crop_epochs=1", "--set", "small_crop_size=20")
+    for name, extra in {"windows": windows, "whole": ()}.items():
+        proc = run(project, *common, *extra, "--out", f"{name}.json")
+        assert proc.returncode == 0, proc.stderr
+        (runs[name],) = read_json(project / f"{name}.json")["results"]
+    for result in runs.values():
+        assert result["epochs_planned"] == 2 and max(row["lr"] for row in result["history"]) <= 0.05
+    # same seed, same initial weights and data order: only the 20x20 windows of epoch 1 make the runs differ
+    assert runs["windows"]["history"][0]["train_loss"] != runs["whole"]["history"][0]["train_loss"]
+
+
 @pytest.mark.parametrize(("args", "fragment"), [
+    (["--set", "batch=64"], "--set batch: not a train_classifier key of params.yaml; use one of epochs, "),
+    (["--set", "lr"], "'lr' is not KEY=VALUE"),
+    (["--epochs", "3", "--set", "small_crop_epochs=3"],
+     "small_crop_epochs=3 leaves no full-size epoch of the 3: use at most 2"),
     (["--epochs", "0"], "--epochs 0 must be at least 1"),
     (["--target", "1.5"], "--target 1.5 must be in (0, 1]"),
     (["--recipes", "new", "new"], "names a recipe twice"),

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.augment import crop_and_flip, make_prepare, random_crop_flip, sample_crop_flip
+from cnnlab.augment import crop_and_flip, make_prepare, random_crop_flip, random_window, sample_crop_flip
 from cnnlab.errors import UserError
 from cnnlab.metrics.classification import accuracy, confusion_matrix, per_class_accuracy
 from cnnlab.models.cifar import CifarNetConfig, build_cifar_net
@@ -88,6 +88,20 @@ def test_random_crop_flip_is_reproducible_and_varied() -> None:
     assert 0.45 < flip.float().mean().item() < 0.55
 
 
+def test_random_window_cuts_each_image_at_its_drawn_offset_and_shards_like_the_whole_batch() -> None:
+    images = torch.arange(5 * 2 * 8 * 8).view(5, 2, 8, 8)
+    windows = random_window(images, 5, torch.Generator().manual_seed(1))
+    gen = torch.Generator().manual_seed(1)  # the same draws: top offsets, then left offsets, each in [0, 8 - 5]
+    top, left = torch.randint(0, 4, (5,), generator=gen), torch.randint(0, 4, (5,), generator=gen)
+    assert windows.shape == (5, 2, 5, 5)
+    for i in range(5):
+        assert torch.equal(windows[i], images[i, :, top[i] : top[i] + 5, left[i] : left[i] + 5])
+    assert len({(int(t), int(c)) for t, c in zip(top, left)}) > 1  # offsets vary from image to image
+    # one rank's rows of a global batch get exactly the windows the whole batch would give them
+    rows = random_window(images[2:4], 5, torch.Generator().manual_seed(1), shard=(2, 5))
+    assert torch.equal(rows, windows[2:4])
+
+
 def test_prepare_normalises_and_augments_only_in_training() -> None:
     images = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8)
     mean, std = [0.1, 0.5, 0.9], [0.2, 0.3, 0.4]
@@ -160,6 +174,9 @@ def test_classification_metrics() -> None:
         ({"amp": "yes"}, "training amp='yes' is invalid: use true or false"),
         ({"eval_batch_size": 0}, "training eval_batch_size=0 is invalid"),
         ({"device": "tpu"}, "'tpu' is not a device"),
+        ({"small_crop_epochs": 2}, "training small_crop_epochs=2 leaves no full-size epoch of the 2: use at most 1"),
+        ({"small_crop_epochs": -1}, "training small_crop_epochs=-1 is invalid: use an integer >= 0"),
+        ({"small_crop_size": 0}, "training small_crop_size=0 is invalid: use an integer >= 1"),
     ],
 )
 def test_bad_training_configs_name_the_key_and_value(overrides: dict, message: str) -> None:
@@ -304,6 +321,33 @@ def test_divergence_restores_the_best_epoch() -> None:
     assert result.test_acc == result.history[0]["test_acc"]
     for key, value in model.state_dict().items():
         assert torch.equal(value, snapshots[0][key]), key
+
+
+def test_small_crop_epochs_train_on_windows_and_evaluate_whole_images() -> None:
+    """Progressive resizing: the first small_crop_epochs see small_crop_size windows, later epochs and every
+    evaluation the whole 16x16 images; the run stays deterministic and still learns."""
+    seen: list[tuple[bool, int]] = []
+    model = small_net()
+    model.register_forward_pre_hook(lambda module, args: seen.append((module.training, args[0].shape[-1])))
+    cfg = quick_config(epochs=3, small_crop_epochs=2, small_crop_size=10, lr=0.1)
+    history: list[dict] = []
+    result = fit(model, texture_data(128, 0), texture_data(64, 1), cfg, PLAIN, on_epoch=history.append)
+    steps = 128 // 32
+    train_sizes = [size for training, size in seen if training]
+    assert train_sizes == [10] * (2 * steps) + [16] * steps
+    assert {size for training, size in seen if not training} == {16}
+    assert result.test_acc > 0.5  # 4 classes: chance is 0.25
+    again = fit(small_net(), texture_data(128, 0), texture_data(64, 1), cfg, PLAIN)
+    assert without_timing(again.history) == without_timing(result.history)
+
+
+def test_small_crops_need_class_labels_and_a_window_smaller_than_the_images() -> None:
+    train = texture_data(64, 0)
+    with pytest.raises(UserError, match=r"small_crop_size=16 is not smaller than the 16x16 training images"):
+        fit(small_net(), train, train, quick_config(small_crop_epochs=1, small_crop_size=16), PLAIN)
+    masks = (train[0][:, 0] > 127).long()
+    with pytest.raises(UserError, match="small_crop_epochs=1 crops the images only: it is for classifiers"):
+        fit(nn.Conv2d(3, 2, 1), (train[0], masks), (train[0], masks), quick_config(small_crop_epochs=1), PLAIN)
 
 
 def test_fit_rejects_bad_inputs() -> None:
