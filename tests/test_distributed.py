@@ -86,14 +86,20 @@ def curves(folder: Path) -> dict[str, list[float]]:
     return out
 
 
+#: the reference runs' train_classifier settings: fp32 (amp off; the tolerances below are fp32 rounding, bf16 would
+#: widen them to ~1e-4 per step), and the first epoch on 24x24 windows (progressive resizing: their draws are
+#: sharded like the crops')
+REFERENCE = {"batch_size": 32, "lr": 0.05, "amp": False, "small_crop_epochs": 1}
+
+
 @pytest.fixture(scope="module")
 def projects(tmp_path_factory) -> tuple[Path, Path]:
-    """The same tiny run trained by 1 process and by 2 (``nproc: 2``); batch 32 of 64 images, 3 epochs."""
+    """The same tiny run trained by 1 process and by 2 (``nproc: 2``); batch 32 of 64 images, 3 epochs (the first
+    on small windows: progressive resizing)."""
     base = tmp_path_factory.mktemp("ddp")
     one, two = make_project(base / "one"), make_project(base / "two")
     for folder, nproc in ((one, 1), (two, 2)):
-        # fp32 (amp off): the tolerances below are fp32 rounding; bf16 would widen them to ~1e-4 per step
-        set_params(folder, batch_size=32, lr=0.05, nproc=nproc, amp=False)
+        set_params(folder, **REFERENCE, nproc=nproc)
         proc = run_stage(folder)
         assert proc.returncode == 0, proc.stderr
         assert "Traceback" not in proc.stderr
@@ -136,7 +142,7 @@ def run_log(folder: Path) -> str:
 def test_sigkill_under_ddp_then_rerun_resumes_bit_identical(tmp_path, projects):
     _, reference = projects
     folder = make_project(tmp_path / "project")
-    set_params(folder, batch_size=32, lr=0.05, nproc=2, amp=False)  # the settings of the reference (fp32)
+    set_params(folder, **REFERENCE, nproc=2)
     killed = torchrun_driver(folder, "kill", epoch=1)
     assert killed.returncode != 0
     assert (folder / ".cnnlab-resume/train_classifier" / f"{KEY}.pt").is_file()
