@@ -41,16 +41,26 @@ def crop_and_flip(
     Image ``i`` becomes ``padded[i, :, top[i]:top[i]+H, left[i]:left[i]+W]``, mirrored left-right
     when ``flip[i]``. Works for any dtype and device; the result is contiguous (NCHW).
     """
-    n, _, height, width = images.shape
-    device = images.device
-    top, left, flip = top.to(device), left.to(device), flip.to(device)
+    _, _, height, width = images.shape
     padded = F.pad(images, (padding, padding, padding, padding))
-    rows = top[:, None] + torch.arange(height, device=device)  # [N, H]
+    return _windows(padded, top, left, height, width, flip)
+
+
+def _windows(
+    images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, height: int, width: int,
+    flip: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Image ``i``'s ``height x width`` window at ``top[i], left[i]`` (mirrored where ``flip[i]``), gathered for the
+    whole batch with one advanced index (no per-image loop); the offsets may live on the CPU."""
+    n, device = images.shape[0], images.device
+    rows = top.to(device)[:, None] + torch.arange(height, device=device)  # [N, H]
     cols = torch.arange(width, device=device).expand(n, width)
-    cols = torch.where(flip[:, None], cols.flip(1), cols) + left[:, None]  # [N, W]
+    if flip is not None:
+        cols = torch.where(flip.to(device)[:, None], cols.flip(1), cols)
+    cols = cols + left.to(device)[:, None]  # [N, W]
     batch = torch.arange(n, device=device)[:, None, None, None]
     channels = torch.arange(images.shape[1], device=device)[None, :, None, None]
-    return padded[batch, channels, rows[:, None, :, None], cols[:, None, None, :]]
+    return images[batch, channels, rows[:, None, :, None], cols[:, None, None, :]]
 
 
 def random_crop_flip(images: torch.Tensor, gen: torch.Generator | None, padding: int = PADDING) -> torch.Tensor:
@@ -77,12 +87,7 @@ def random_window(
     left = torch.randint(0, width - size + 1, (total,), generator=gen)
     if shard is not None:
         top, left = top[shard[0] : shard[0] + n], left[shard[0] : shard[0] + n]
-    device = x.device
-    rows = (top.to(device)[:, None] + torch.arange(size, device=device))[:, None, :, None]  # [N, 1, S, 1]
-    cols = (left.to(device)[:, None] + torch.arange(size, device=device))[:, None, None, :]  # [N, 1, 1, S]
-    batch = torch.arange(n, device=device)[:, None, None, None]
-    channels = torch.arange(x.shape[1], device=device)[None, :, None, None]
-    return x[batch, channels, rows, cols]
+    return _windows(x, top, left, size, size)
 
 
 class Prepare:

@@ -478,12 +478,10 @@ class _Stepper:
         returns the (detached) loss, under torchrun this rank's share of the global batch's loss, and the
         correct count."""
         images = images.to(self.device, non_blocking=True)
-        if self.world == 1:
-            x = self.prepare(images, True, gen)
-        else:  # augmentation draws for the whole global batch; this rank uses its rows
-            x = self.prepare(images, True, gen, shard=(self.rank * self.local_batch, self.cfg.batch_size))
+        # under torchrun the random draws are made for the whole global batch; this rank uses its rows
+        shard = None if self.world == 1 else (self.rank * self.local_batch, self.cfg.batch_size)
+        x = self.prepare(images, True, gen) if shard is None else self.prepare(images, True, gen, shard=shard)
         if step < self.cfg.small_crop_epochs * self.steps_per_epoch:  # progressive resizing: a smaller window
-            shard = None if self.world == 1 else (self.rank * self.local_batch, self.cfg.batch_size)
             x = random_window(x, self.cfg.small_crop_size, gen, shard)
         if x.ndim == 4:
             x = x.contiguous(memory_format=self.memory_format)
