@@ -93,7 +93,7 @@ def run_recipe(name: str, section: dict, params: dict, arch: str, depth: int, se
     p = classifier_params({**params, "train_classifier": section}, arch, depth, "relu-bn", seed, device)
     seed_everything(p.seed)  # as the stage does: every recipe starts from the same initial weights
     model = build_cifar_net(CifarNetConfig.from_dict({**p.model, "num_classes": data["classes"]}))
-    prepare = make_prepare(data["mean"], data["std"], p.augment, p.train.channels_last)
+    prepare = make_prepare(data["mean"], data["std"], p.augment, p.train.channels_last, p.padding)
     rows: list[dict] = []
     start = time.perf_counter()
 

@@ -93,16 +93,19 @@ def random_window(
 class Prepare:
     """Turns a uint8 batch ``[N, C, H, W]`` on the device into normalised float32 network input.
 
-    ``prepare(x, train, gen)``: with ``augment`` and ``train`` the batch is randomly cropped and
-    flipped first (draws from ``gen``); then ``(x / 255 - mean) / std`` per channel. With
-    ``channels_last`` the result is in channels-last memory format (same shape).
+    ``prepare(x, train, gen)``: with ``augment`` and ``train`` the batch is randomly cropped (``padding``
+    zero pixels each side, 4 in He et al.; 0 = flips only) and flipped first (draws from ``gen``); then
+    ``(x / 255 - mean) / std`` per channel. With ``channels_last`` the result is in channels-last memory
+    format (same shape).
 
     ``shard=(start, total)`` says that ``x`` holds rows ``start ... start + len(x) - 1`` of a batch of
     ``total`` images (one rank's share under torchrun): the crops and flips are drawn for all ``total``
     images, as for the whole batch, and ``x`` gets its rows' draws.
     """
 
-    def __init__(self, mean: Sequence[float], std: Sequence[float], augment: bool, channels_last: bool) -> None:
+    def __init__(
+        self, mean: Sequence[float], std: Sequence[float], augment: bool, channels_last: bool, padding: int = PADDING
+    ) -> None:
         mean = [float(v) for v in mean]
         std = [float(v) for v in std]
         if len(mean) != len(std) or not mean:
@@ -114,6 +117,7 @@ class Prepare:
         self.shift = torch.tensor([-m / s for m, s in zip(mean, std)]).view(1, -1, 1, 1)
         self.augment = augment
         self.channels_last = channels_last
+        self.padding = padding
 
     def __call__(
         self, x: torch.Tensor, train: bool = False, gen: torch.Generator | None = None,
@@ -128,23 +132,27 @@ class Prepare:
             )
         if train and self.augment:
             if shard is None:
-                x = random_crop_flip(x, gen)
+                x = random_crop_flip(x, gen, self.padding)
             else:
                 start, total = shard
                 rows = slice(start, start + x.shape[0])
-                top, left, flip = (draw[rows] for draw in sample_crop_flip(total, PADDING, gen))
-                x = crop_and_flip(x, top, left, flip)
+                top, left, flip = (draw[rows] for draw in sample_crop_flip(total, self.padding, gen))
+                x = crop_and_flip(x, top, left, flip, self.padding)
         memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         out = x.to(dtype=torch.float32, memory_format=memory_format)
         return out.mul_(self.scale.to(x.device)).add_(self.shift.to(x.device))
 
     def __repr__(self) -> str:
-        return f"Prepare(channels={self.scale.shape[1]}, augment={self.augment}, channels_last={self.channels_last})"
+        return (f"Prepare(channels={self.scale.shape[1]}, augment={self.augment}, padding={self.padding}, "
+                f"channels_last={self.channels_last})")
 
 
-def make_prepare(mean: Sequence[float], std: Sequence[float], augment: bool, channels_last: bool) -> Prepare:
+def make_prepare(
+    mean: Sequence[float], std: Sequence[float], augment: bool, channels_last: bool, padding: int = PADDING
+) -> Prepare:
     """The ``prepare(x_uint8, train, gen) -> float`` callable for :func:`cnnlab.training.fit`.
 
-    ``mean``/``std`` are per-channel values in ``[0, 1]`` units (the manifest's ``train_mean``/``train_std``).
+    ``mean``/``std`` are per-channel values in ``[0, 1]`` units (the manifest's ``train_mean``/``train_std``);
+    ``padding``: the crops' zero padding in pixels (crops shift each image by up to ``padding`` each way).
     """
-    return Prepare(mean, std, augment, channels_last)
+    return Prepare(mean, std, augment, channels_last, padding)

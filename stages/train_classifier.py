@@ -59,7 +59,7 @@ def main() -> None:
     train, test = load_split(args.data, "train"), load_split(args.data, "test")
     model_config = config_from_dict({**p.model, "num_classes": len(manifest["classes"])})
     model = build_classifier(model_config)
-    prepare = make_prepare(manifest["train_mean"], manifest["train_std"], p.augment, p.train.channels_last)
+    prepare = make_prepare(manifest["train_mean"], manifest["train_std"], p.augment, p.train.channels_last, p.padding)
     n_params = count_parameters(model)
     print(f"{p.key}: {n_params / 1e6:.3f}M parameters, {len(train)} train / {len(test)} test images, "
           f"{p.train.epochs} epochs, {threads} CPU threads")

@@ -76,6 +76,7 @@ def test_classifier_params_build_model_and_training_config(base):
     assert p.seed == p.train.seed == 7 != base["seed"]  # the matrix's training seed, not the top-level one
     assert p.model["activation"] == "tanh" and p.model["batchnorm"] is False and p.model["shortcut"] == "A"
     assert p.train.epochs == base["train_classifier"]["epochs"] and p.train.device == "cpu"
+    assert p.augment and p.padding == base["train_classifier"]["augment_padding"] == 4  # He et al.'s crops
 
 
 @pytest.mark.parametrize(
@@ -90,6 +91,8 @@ def test_classifier_params_build_model_and_training_config(base):
         (("optimizer", "lbfgs"), "training optimizer='lbfgs' is not supported"),
         (("shortcut", "C"), "shortcut 'C' is not supported: use one of A, B"),
         (("colour", 1), "unknown training config key\\(s\\) colour"),
+        (("augment_padding", -1), "train_classifier.augment_padding=-1 must be >= 0"),
+        (("augment_padding", 2.5), "train_classifier.augment_padding=2.5 must be an integer"),
     ],
 )
 def test_classifier_bad_params(base, change, message):

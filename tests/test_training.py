@@ -119,6 +119,28 @@ def test_prepare_normalises_and_augments_only_in_training() -> None:
     torch.testing.assert_close(no_augment(images, True, gen), expected)
 
 
+@pytest.mark.parametrize("padding", [0, 2])
+def test_prepare_shifts_each_image_by_at_most_its_padding(padding: int) -> None:
+    """``augment_padding``: every augmented image is a (possibly mirrored) crop of the image padded by ``padding``
+    zeros, the shifts cover [-padding, padding] in both directions (0 = flips only), and a sharded batch gets the
+    rows' crops of the whole batch."""
+    images = (torch.arange(1, 65, dtype=torch.uint8).view(1, 1, 8, 8)).expand(300, 1, 8, 8).contiguous()
+    prepare = make_prepare([0.0], [1 / 255], augment=True, channels_last=False, padding=padding)  # x -> x
+    out = prepare(images, True, torch.Generator().manual_seed(0))
+    padded = F.pad(images[0], (padding,) * 4).float()
+    crops = {(top, left, flip): padded[:, top : top + 8, left : left + 8].flip(-1) if flip
+             else padded[:, top : top + 8, left : left + 8]
+             for top in range(2 * padding + 1) for left in range(2 * padding + 1) for flip in (False, True)}
+    seen = set()
+    for image in out:
+        matches = [draw for draw, crop in crops.items() if torch.equal(image, crop)]
+        assert len(matches) == 1, "not a crop of the padded image"
+        seen.add(matches[0])
+    assert seen == set(crops)  # every shift in [-padding, padding]^2, mirrored or not, occurs
+    rows = prepare(images[10:20], True, torch.Generator().manual_seed(0), shard=(10, 300))
+    torch.testing.assert_close(rows, out[10:20])
+
+
 def test_prepare_rejects_mismatched_statistics() -> None:
     with pytest.raises(UserError, match="has 3"):
         PLAIN(torch.zeros(1, 1, 4, 4, dtype=torch.uint8))

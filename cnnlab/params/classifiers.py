@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
+from cnnlab.augment import PADDING
 from cnnlab.config import boolean, choice, get, integer
 from cnnlab.errors import UserError
 from cnnlab.models.classifiers import classifier_config
@@ -28,6 +29,7 @@ class ClassifierParams:
     model: dict  # the network config's to_dict() (CifarNetConfig or ResNet18Config fields)
     train: TrainConfig
     augment: bool
+    padding: int  # the crops' zero padding in pixels (train_classifier.augment_padding)
     seed: int  # the training seed: an entry of classifier.seeds, not the top-level seed
     nproc: int = 1  # processes (devices) training the model together, via torchrun when > 1
 
@@ -43,13 +45,14 @@ def classifier_params(params: dict, arch: str, depth: int, variant: str, seed: i
     section = {k: v for k, v in get(params, "train_classifier").items() if k not in MODEL_KEYS}
     seed = integer("classifier.seeds entry", seed, 0)
     augment = boolean("train_classifier.augment", section.pop("augment", True))
+    padding = integer("train_classifier.augment_padding", section.pop("augment_padding", PADDING), 0)
     nproc = integer("train_classifier.nproc", section.pop("nproc", 1), 1)
     try:
         train = TrainConfig.from_dict({**section, "seed": seed, "device": device})
         train.validate(n_train=sys.maxsize)  # all but batch_size vs. data size, which fit() checks on the data
     except UserError as err:
         raise UserError(f"params.yaml: train_classifier: {err}") from None
-    return ClassifierParams(classifier_key(arch, depth, variant, seed), model, train, augment, seed, nproc)
+    return ClassifierParams(classifier_key(arch, depth, variant, seed), model, train, augment, padding, seed, nproc)
 
 
 def model_config(arch: str, depth: int, variant: str, init: str | None = None, params: dict | None = None) -> dict:
