@@ -20,7 +20,7 @@ import argparse
 from pathlib import Path
 
 import pandas as pd
-from time_to_accuracy import load_data, recipe_section, run_recipe
+from time_to_accuracy import load_data, recipe_params, recipe_section, run_recipe
 
 from cnnlab.device import configure_threads, pick_device
 from cnnlab.errors import run_cli
@@ -82,7 +82,8 @@ def main() -> None:
             section.update(epochs=args.epochs, show_progress=False)
             # the noise floor: the same recipe from another initialisation, data order and augmentation
             seed = args.seed + 1 if name == "recipe, another seed" else args.seed
-            result = run_recipe(name, section, params, arch, args.depth, seed, data, args.device)
+            result = run_recipe(name, recipe_params(params, section, arch, args.depth, seed, args.device), data,
+                                args.device)
             rows.append({"arch": arch, "variant": name, "acc": result["final_acc"],
                          "images_per_sec": result["images_per_sec"], "minutes": result["minutes"]})
             print(f"{arch:<8} {name:<32} {result['final_acc']:.4f}  {result['images_per_sec']:.0f} img/s", flush=True)

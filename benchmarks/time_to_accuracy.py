@@ -38,7 +38,7 @@ from cnnlab.errors import UserError, run_cli
 from cnnlab.io import write_json
 from cnnlab.models.cifar import CifarNetConfig, build_cifar_net
 from cnnlab.params import load_params
-from cnnlab.params.classifiers import classifier_params
+from cnnlab.params.classifiers import ClassifierParams, classifier_params
 from cnnlab.params_edit import parse_assignment
 from cnnlab.training import amp_dtype, fit
 
@@ -86,11 +86,15 @@ def load_data(folder: Path, holdout: int, train_size: int | None, seed: int) -> 
             "mean": manifest["train_mean"], "std": manifest["train_std"], "classes": len(manifest["classes"])}
 
 
-def run_recipe(name: str, section: dict, params: dict, arch: str, depth: int, seed: int, data: dict, device: str,
-               target: float | None = None, stop_at_target: bool = True) -> dict:
-    """Train one model (training ``seed``) with ``section`` as ``train_classifier``; returns its per-epoch history
-    (with cumulative wall-clock ``elapsed`` seconds) and when it first reached ``target``."""
-    p = classifier_params({**params, "train_classifier": section}, arch, depth, "relu-bn", seed, device)
+def recipe_params(params: dict, section: dict, arch: str, depth: int, seed: int, device: str) -> ClassifierParams:
+    """The relu-bn classifier ``arch``-``depth`` trained by ``section`` (as ``train_classifier``) from ``seed``."""
+    return classifier_params({**params, "train_classifier": section}, arch, depth, "relu-bn", seed, device)
+
+
+def run_recipe(name: str, p: ClassifierParams, data: dict, device: str, target: float | None = None,
+               stop_at_target: bool = True) -> dict:
+    """Train the model ``p`` describes, as ``p`` says; returns its per-epoch history (with cumulative wall-clock
+    ``elapsed`` seconds) and when it first reached ``target``."""
     seed_everything(p.seed)  # as the stage does: every recipe starts from the same initial weights
     model = build_cifar_net(CifarNetConfig.from_dict({**p.model, "num_classes": data["classes"]}))
     prepare = make_prepare(data["mean"], data["std"], p.augment, p.train.channels_last, p.padding)
@@ -160,14 +164,13 @@ def main() -> None:
           f"{data['eval_name']} images, target {args.target}, {threads} threads on {device}", flush=True)
     sections = {name: recipe_section(params, name, device, new_overrides if name == "new" else None)
                 for name in args.recipes}
-    for section in sections.values():  # every recipe's settings are checked before the first one trains
-        p = classifier_params({**params, "train_classifier": section}, args.arch, args.depth, "relu-bn", args.seed,
-                              args.device)
+    recipes = {name: recipe_params(params, section, args.arch, args.depth, args.seed, args.device)
+               for name, section in sections.items()}
+    for p in recipes.values():  # every recipe's settings are checked before the first one trains
         p.train.validate(len(data["train"][0]))
     results = []
-    for name, section in sections.items():
-        results.append(run_recipe(name, section, params, args.arch, args.depth, args.seed, data, args.device,
-                                  args.target, stop_at_target=not args.full))
+    for name, p in recipes.items():
+        results.append(run_recipe(name, p, data, args.device, args.target, stop_at_target=not args.full))
         if args.out is not None:  # after every recipe: a run stopped during the next one keeps this one's result
             write_json(args.out, {"args": {k: str(v) for k, v in vars(args).items()}, "threads": threads,
                                   "results": results})
