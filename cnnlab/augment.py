@@ -131,13 +131,10 @@ class Prepare:
                 "use the mean/std of the same dataset"
             )
         if train and self.augment:
-            if shard is None:
-                x = random_crop_flip(x, gen, self.padding)
-            else:
-                start, total = shard
-                rows = slice(start, start + x.shape[0])
-                top, left, flip = (draw[rows] for draw in sample_crop_flip(total, self.padding, gen))
-                x = crop_and_flip(x, top, left, flip, self.padding)
+            start, total = shard or (0, x.shape[0])  # the draws for all ``total`` images, these rows' share
+            rows = slice(start, start + x.shape[0])
+            top, left, flip = (draw[rows] for draw in sample_crop_flip(total, self.padding, gen))
+            x = crop_and_flip(x, top, left, flip, self.padding)
         memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         out = x.to(dtype=torch.float32, memory_format=memory_format)
         return out.mul_(self.scale.to(x.device)).add_(self.shift.to(x.device))

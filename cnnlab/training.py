@@ -63,7 +63,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -93,9 +93,17 @@ RESUME_FORMAT = 3  # 3: + the per-epoch gradient record ("gradients")
 RESUME_FIELDS = ("format", "key", "epoch", "epochs", "model", "optimizer", "scaler", "rng", "history", "best_epoch",
                  "best_test_acc", "best_state", "ema", "gradients")
 
-#: ``prepare(uint8 batch, train, generator) -> float input``, see :mod:`cnnlab.augment`; under torchrun the training
-#: batches are called with ``shard=(start, global_batch_size)`` (the rows of the global batch this rank holds)
-PrepareFn = Callable[[torch.Tensor, bool, "torch.Generator | None"], torch.Tensor]
+class PrepareFn(Protocol):
+    """``prepare(uint8 batch, train, generator, shard) -> float input``, see :class:`cnnlab.augment.Prepare`. Training
+    batches are called with ``shard=(start, global_batch_size)`` under torchrun (the rows of the global batch this
+    rank holds, whose random draws must be the whole batch's) and ``shard=None`` otherwise."""
+
+    def __call__(
+        self, x: torch.Tensor, train: bool = False, gen: torch.Generator | None = None,
+        shard: tuple[int, int] | None = None,
+    ) -> torch.Tensor: ...
+
+
 Data = tuple[torch.Tensor, torch.Tensor]
 
 
@@ -480,7 +488,7 @@ class _Stepper:
         images = images.to(self.device, non_blocking=True)
         # under torchrun the random draws are made for the whole global batch; this rank uses its rows
         shard = None if self.world == 1 else (self.rank * self.local_batch, self.cfg.batch_size)
-        x = self.prepare(images, True, gen) if shard is None else self.prepare(images, True, gen, shard=shard)
+        x = self.prepare(images, True, gen, shard=shard)
         if step < self.cfg.small_crop_epochs * self.steps_per_epoch:  # progressive resizing: a smaller window
             x = random_window(x, self.cfg.small_crop_size, gen, shard)
         if x.ndim == 4:

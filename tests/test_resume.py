@@ -177,7 +177,7 @@ def test_fit_with_dropout_resumes_bit_identical(tmp_path):
     cfg = TrainConfig(epochs=3, batch_size=16, lr=0.01, optimizer="adam", device="cpu", show_progress=False)
     config = MnistCnnConfig(channels=[8, 16], dropout=0.5)
 
-    def prepare(images: torch.Tensor, training: bool, gen: torch.Generator | None) -> torch.Tensor:
+    def prepare(images: torch.Tensor, training: bool, gen: torch.Generator | None, shard=None) -> torch.Tensor:
         return images.float() / 255
 
     def run(stop_after: int | None = None) -> tuple[list[dict], dict]:
