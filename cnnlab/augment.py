@@ -63,9 +63,21 @@ def _windows(
     return images[batch, channels, rows[:, None, :, None], cols[:, None, None, :]]
 
 
-def random_crop_flip(images: torch.Tensor, gen: torch.Generator | None, padding: int = PADDING) -> torch.Tensor:
-    """Random ``padding``-pixel zero-padded crop plus random horizontal flip of every image in the batch."""
-    top, left, flip = sample_crop_flip(images.shape[0], padding, gen)
+def _share(shard: tuple[int, int] | None, n: int) -> tuple[int, slice]:
+    """``(images to draw for, rows of those draws that this batch of n gets)``: with ``shard=(start, total)`` (one
+    rank's rows of a global batch under torchrun) every rank draws for the whole batch, so the draws do not depend
+    on the number of processes; without, the batch is all there is."""
+    start, total = shard or (0, n)
+    return total, slice(start, start + n)
+
+
+def random_crop_flip(
+    images: torch.Tensor, gen: torch.Generator | None, padding: int = PADDING, shard: tuple[int, int] | None = None
+) -> torch.Tensor:
+    """Random ``padding``-pixel zero-padded crop plus random horizontal flip of every image in the batch
+    (``shard``: see :func:`random_window`)."""
+    total, rows = _share(shard, images.shape[0])
+    top, left, flip = (draw[rows] for draw in sample_crop_flip(total, padding, gen))
     return crop_and_flip(images, top, left, flip, padding)
 
 
@@ -81,12 +93,10 @@ def random_window(
     drawn on the CPU from ``gen``; with ``shard=(start, total)`` for all ``total`` images of the global
     batch, and ``x`` (rows ``start ...``) gets its rows' offsets, as :class:`Prepare` does.
     """
-    n, _, height, width = x.shape
-    total = n if shard is None else shard[1]
-    top = torch.randint(0, height - size + 1, (total,), generator=gen)
-    left = torch.randint(0, width - size + 1, (total,), generator=gen)
-    if shard is not None:
-        top, left = top[shard[0] : shard[0] + n], left[shard[0] : shard[0] + n]
+    _, _, height, width = x.shape
+    total, rows = _share(shard, x.shape[0])
+    top = torch.randint(0, height - size + 1, (total,), generator=gen)[rows]
+    left = torch.randint(0, width - size + 1, (total,), generator=gen)[rows]
     return _windows(x, top, left, size, size)
 
 
@@ -131,10 +141,7 @@ class Prepare:
                 "use the mean/std of the same dataset"
             )
         if train and self.augment:
-            start, total = shard or (0, x.shape[0])  # the draws for all ``total`` images, these rows' share
-            rows = slice(start, start + x.shape[0])
-            top, left, flip = (draw[rows] for draw in sample_crop_flip(total, self.padding, gen))
-            x = crop_and_flip(x, top, left, flip, self.padding)
+            x = random_crop_flip(x, gen, self.padding, shard)
         memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         out = x.to(dtype=torch.float32, memory_format=memory_format)
         return out.mul_(self.scale.to(x.device)).add_(self.shift.to(x.device))
